@@ -1,0 +1,54 @@
+"""The residual-map protocol every operator in gramsolve is built on."""
+
+import abc
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from jaxtyping import Array, Float, Inexact, PyTree, Scalar
+
+from ._misc import tree_size
+
+
+class AbstractResidual(eqx.Module):
+    r"""A residual map $\theta \mapsto r(\theta)$ with cheap dense Jacobian rows.
+
+    Natural-gradient methods minimise $L(\theta) = \tfrac12 \|r(\theta)\|^2$ and need
+    two things from the residual map:
+
+    - its value and its linearisation (JVP / VJP), which `jax.linearize` gives from
+      `__call__` alone, for the matrix-free operators;
+    - its dense Jacobian $J \in \mathbb{R}^{m \times n}$, for the dense regimes and
+      for diagonals. Every residual in gramsolve is a fixed linear map of pointwise
+      network evaluations, so the rows come from per-point gradients (`vmap` over
+      points of `grad`), never from `jacrev` of the batched residual, which is tens
+      of times slower.
+
+    Rows of `jacobian` are ordered as the residual pytree flattened by
+    `jax.tree_util.tree_leaves` (each leaf in C order), columns as the parameter
+    pytree flattened the same way. This is the order lineax uses in `as_matrix()`.
+
+    Subclasses implement `__call__` and `jacobian`; `squared_row_norms` has a dense
+    default that subclasses with per-point structure override.
+    """
+
+    @abc.abstractmethod
+    def __call__(self, params: PyTree[Array]) -> PyTree[Inexact[Array, "..."]]:
+        """The residual $r(\\theta)$ as a pytree of arrays."""
+
+    @abc.abstractmethod
+    def jacobian(self, params: PyTree[Array]) -> Float[Array, "m n"]:
+        """The dense Jacobian $\\partial r / \\partial \\theta$ as an `(m, n)` matrix."""
+
+    def squared_row_norms(self, params: PyTree[Array]) -> Float[Array, " m"]:
+        """The squared norms of the Jacobian's rows: the diagonal of $JJ^\\top$."""
+        return jnp.sum(self.jacobian(params) ** 2, axis=1)
+
+    def num_residuals(self, params: PyTree[Array]) -> int:
+        """$m$, the number of scalar residuals."""
+        return tree_size(eqx.filter_eval_shape(self, params))
+
+    def loss(self, params: PyTree[Array]) -> Scalar:
+        r"""$\tfrac12 \|r(\theta)\|^2$."""
+        leaves = jtu.tree_leaves(self(params))
+        return 0.5 * sum(jnp.sum(leaf**2) for leaf in leaves)

@@ -1,0 +1,90 @@
+"""Small PINN problems and independent dense references for the tests."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+import gramsolve as gs
+
+
+def init_mlp(key, sizes, dtype=jnp.float64):
+    params = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=False):
+        key, wkey, bkey = jax.random.split(key, 3)
+        params.append(
+            {
+                "w": jax.random.normal(wkey, (fan_out, fan_in), dtype)
+                / jnp.sqrt(fan_in),
+                "b": 0.1 * jax.random.normal(bkey, (fan_out,), dtype),
+            }
+        )
+    return params
+
+
+def mlp(params, x):
+    h = x
+    for layer in params[:-1]:
+        h = jnp.tanh(layer["w"] @ h + layer["b"])
+    return params[-1]["w"] @ h + params[-1]["b"]
+
+
+def scalar_mlp(params, x):
+    return mlp(params, x)[0]
+
+
+def poisson_source(x):
+    return 2 * jnp.pi**2 * jnp.prod(jnp.sin(jnp.pi * x))
+
+
+def poisson_residuals(
+    n_interior=30, n_boundary=12, key=0, dtype=jnp.float64, method="forward"
+):
+    """-Δu = 2π² sin πx sin πy on [0,1]², u = 0 on the boundary (random points)."""
+    key = jax.random.PRNGKey(key)
+    ikey, bkey, skey = jax.random.split(key, 3)
+    interior_points = jax.random.uniform(ikey, (n_interior, 2), dtype)
+    t = jax.random.uniform(bkey, (n_boundary,), dtype)
+    side = jax.random.randint(skey, (n_boundary,), 0, 4)
+    boundary_points = jnp.stack(
+        [
+            jnp.where(side == 0, 0.0, jnp.where(side == 1, 1.0, t)),
+            jnp.where(side == 2, 0.0, jnp.where(side == 3, 1.0, t)),
+        ],
+        axis=1,
+    ).astype(dtype)
+
+    def interior(params, x):
+        lap = gs.pde.laplacian(lambda y: scalar_mlp(params, y), method=method)(x)
+        return -lap - poisson_source(x)
+
+    def boundary(params, x):
+        return scalar_mlp(params, x)
+
+    return gs.Residuals(
+        {
+            "interior": gs.PointResidual(interior, interior_points),
+            "boundary": gs.PointResidual(boundary, boundary_points),
+        }
+    )
+
+
+def flat_jacobian(residuals, params):
+    """The reference Jacobian: jacfwd of the whole (batched) residual map."""
+    flat, unravel = ravel_pytree(params)
+    jac = jax.jacfwd(lambda f: ravel_pytree(residuals(unravel(f)))[0])
+    return eqx.filter_jit(jac)(flat)
+
+
+def dense(operator):
+    """`operator.as_matrix()`, compiled (eager evaluation is slow)."""
+    return eqx.filter_jit(lambda op: op.as_matrix())(operator)
+
+
+def flat(tree):
+    return ravel_pytree(tree)[0]
+
+
+def jacobian_operator(residuals, params):
+    """`gs.JacobianOperator(residuals, params)`, linearised under `jit`."""
+    return eqx.filter_jit(gs.JacobianOperator)(residuals, params)
