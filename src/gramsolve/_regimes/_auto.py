@@ -1,0 +1,191 @@
+"""Auto: choose the space and the regime from the sizes and a memory budget."""
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import numpy as np
+from jaxtyping import Array, PyTree
+
+from ._base import AbstractRegime, Estimate, RightHandSide, sizes, smaller_space
+from ._cost import current_machine, format_bytes, format_seconds
+from ._dense import Dense
+from ._iterative import Iterative
+from ._preconditioners import Nystrom
+
+
+class Plan(eqx.Module):
+    """What a solver would do on a problem, and why. `str(plan)` explains it with the
+    numbers: the sizes, each candidate regime's estimated time and memory, the budget
+    and the choice."""
+
+    m: int = eqx.field(static=True)
+    n: int = eqx.field(static=True)
+    dtype: str = eqx.field(static=True)
+    rhs: str = eqx.field(static=True)
+    memory_budget: int = eqx.field(static=True)
+    estimates: tuple[Estimate, ...] = eqx.field(static=True)
+    choice: AbstractRegime = eqx.field(static=True)
+    reason: str = eqx.field(static=True)
+
+    def __str__(self) -> str:
+        lines = [
+            f"natural-gradient solve: m = {self.m} residuals, n = {self.n} parameters, "
+            f"{self.dtype}, {self.rhs}-space right-hand side",
+            f"memory budget: {format_bytes(self.memory_budget)}",
+            "",
+            f"  {'regime':<44} {'est. time':>10} {'est. memory':>12}  notes",
+        ]
+        for estimate in self.estimates:
+            fits = "" if estimate.memory_bytes <= self.memory_budget else "  (over budget)"
+            lines.append(
+                f"  {estimate.regime:<44} {format_seconds(estimate.seconds):>10} "
+                f"{format_bytes(estimate.memory_bytes):>12}  {estimate.detail}{fits}"
+            )
+        lines += ["", f"choice: {self.choice}", f"why: {self.reason}"]
+        return "\n".join(lines)
+
+
+class AutoState(eqx.Module):
+    regime: AbstractRegime = eqx.field(static=True)
+    state: Any
+
+
+def _is_concrete_zero(damping: Any) -> bool:
+    if isinstance(damping, jax.core.Tracer):
+        return False
+    return bool(np.asarray(damping) == 0)
+
+
+class Auto(AbstractRegime):
+    r"""Chooses the space and the regime for each problem, and says why
+    ([`gramsolve.plan`][]).
+
+    Candidates: [`gramsolve.Dense`][] in either space and [`gramsolve.Iterative`][]
+    (Nyström-preconditioned CG, rank $\min(\text{max\_rank}, \text{size})$) in either
+    space. Each gets a time estimate (dense-matrix flops plus Jacobian products at a
+    per-entry cost measured on PINN residuals) and a memory estimate; Auto takes the
+    fastest one whose memory fits `memory_budget` (bytes; default `budget_fraction`
+    of the device's memory, or of the host's RAM on CPU). Dense wins while the Gram
+    matrix is small (up to $m \approx 10^4$ on a CPU); matrix-free wins for large or
+    memory-bound problems. For [`gramsolve.gramian_solve`][] only parameter-space
+    regimes are considered (the residual-space Woodbury form loses accuracy as
+    $\epsilon/\lambda$). With a concrete damping of zero the iterative candidates use
+    MINRES.
+
+    The choice is made when the solve is traced, from static shapes only, so it costs
+    nothing at run time and never recompiles.
+
+    !!! Example
+
+        ```python
+        print(gs.plan(J, 1e-10))              # what Auto would do, and why
+        solution = gs.solve(J, r, 1e-10)      # solver=gs.Auto() by default
+        solution.stats["method"]
+        ```
+    """
+
+    memory_budget: int | None = None
+    budget_fraction: float = 0.5
+    max_rank: int = 200
+    rtol: float | None = None
+    max_steps: int = 1000
+
+    def __check_init__(self):
+        if self.memory_budget is not None and self.memory_budget <= 0:
+            raise ValueError(f"Auto: memory_budget must be positive, got {self.memory_budget}")
+        if not 0 < self.budget_fraction <= 1:
+            raise ValueError(f"Auto: budget_fraction must be in (0, 1], got {self.budget_fraction}")
+        if self.max_rank <= 0:
+            raise ValueError(f"Auto: max_rank must be positive, got {self.max_rank}")
+
+    def budget(self, itemsize: int) -> int:
+        if self.memory_budget is not None:
+            return self.memory_budget
+        return int(self.budget_fraction * current_machine(itemsize).memory_bytes)
+
+    def _iterative(self, space: str, size: int, method: str, rank: int | None = None):
+        rank = min(self.max_rank, size) if rank is None else rank
+        preconditioner = Nystrom(rank=rank) if rank > 0 else None
+        return Iterative(
+            space=space,
+            method=method,
+            preconditioner=preconditioner,
+            rtol=self.rtol,
+            max_steps=self.max_steps,
+        )
+
+    def plan(
+        self, jacobian: lx.AbstractLinearOperator, rhs: RightHandSide, damping: Any = None
+    ) -> Plan:
+        m, n, dtype = sizes(jacobian)
+        itemsize = dtype.itemsize
+        budget = self.budget(itemsize)
+        method = "minres" if damping is not None and _is_concrete_zero(damping) else "cg"
+        spaces = ("residual", "parameter") if rhs == "residual" else ("parameter",)
+        candidates = [Dense(space=s) for s in spaces] + [
+            self._iterative(s, m if s == "residual" else n, method) for s in spaces
+        ]
+        estimates = [c.estimate(jacobian, rhs) for c in candidates]
+        fitting = [
+            (e.seconds, i) for i, e in enumerate(estimates) if e.memory_bytes <= budget
+        ]
+        if fitting:
+            _, best = min(fitting)
+            choice, estimate = candidates[best], estimates[best]
+            faster = [e for e in estimates if e.seconds < estimate.seconds]
+            reason = (
+                f"fastest estimate ({format_seconds(estimate.seconds)}) among the regimes "
+                f"that fit the budget"
+            )
+            if faster:
+                reason += "; faster but over budget: " + ", ".join(
+                    f"{e.regime} needs {format_bytes(e.memory_bytes)}" for e in faster
+                )
+            return Plan(m, n, str(dtype), rhs, budget,
+                        tuple(estimates), choice, reason)
+        # Nothing fits: shrink the preconditioner of the matrix-free solve in the
+        # smaller space until it does.
+        space = smaller_space(jacobian) if rhs == "residual" else "parameter"
+        size = m if space == "residual" else n
+        base = self._iterative(space, size, method, rank=0).estimate(jacobian, rhs)
+        per_rank = 3 * size * itemsize
+        rank = min(self.max_rank, size, max(0, (budget - base.memory_bytes) // per_rank))
+        if base.memory_bytes > budget:
+            raise ValueError(
+                f"Auto: no regime fits the memory budget of {format_bytes(budget)}: even "
+                f"the matrix-free solve needs about {format_bytes(base.memory_bytes)} "
+                f"(m = {m}, n = {n}). Raise memory_budget, use fewer points per step, "
+                "or evaluate residuals in chunks (PointResidual(chunk_size=...))."
+            )
+        choice = self._iterative(space, size, method, rank=int(rank))
+        estimate = choice.estimate(jacobian, rhs)
+        estimates.append(estimate)
+        reason = (
+            f"no candidate fits the budget; matrix-free in the smaller space with the "
+            f"preconditioner rank cut to {rank} to fit"
+        )
+        return Plan(m, n, str(dtype), rhs, budget,
+                    tuple(estimates), choice, reason)
+
+    def init(self, jacobian, damping, rhs, key) -> AutoState:
+        regime = self.plan(jacobian, rhs, damping).choice
+        return AutoState(regime, regime.init(jacobian, damping, rhs, key))
+
+    def solve(self, state: AutoState, residual: PyTree[Array]):
+        return state.regime.solve(state.state, residual)
+
+    def gramian_solve(self, state: AutoState, gradient: PyTree[Array]):
+        return state.regime.gramian_solve(state.state, gradient)
+
+    def estimate(self, jacobian, rhs) -> Estimate:
+        plan = self.plan(jacobian, rhs)
+        chosen = plan.choice.estimate(jacobian, rhs)
+        return Estimate(
+            regime=f"Auto -> {chosen.regime}",
+            seconds=chosen.seconds,
+            memory_bytes=chosen.memory_bytes,
+            detail=chosen.detail,
+        )

@@ -1,0 +1,26 @@
+"""Natural-gradient building blocks and optimizers for custom training loops."""
+
+from ._adam import Adam as Adam, AdamState as AdamState
+from ._base import AbstractOptimizer as AbstractOptimizer, NGDState as NGDState
+from ._damping import (
+    AbstractDamping as AbstractDamping,
+    ConstantDamping as ConstantDamping,
+    LevenbergMarquardtDamping as LevenbergMarquardtDamping,
+)
+from ._directions import (
+    geodesic_acceleration as geodesic_acceleration,
+    natural_gradient as natural_gradient,
+    second_directional_derivative as second_directional_derivative,
+    spring_direction as spring_direction,
+)
+from ._dngd import DNGD as DNGD
+from ._engd import ENGD as ENGD
+from ._line_search import (
+    AbstractLineSearch as AbstractLineSearch,
+    ArmijoLineSearch as ArmijoLineSearch,
+    ConstantStepSize as ConstantStepSize,
+    GridLineSearch as GridLineSearch,
+)
+from ._sketchy import SketchyNGD as SketchyNGD
+from ._spring import SPRING as SPRING
+from ._train import History as History, summary as summary, train as train

@@ -1,0 +1,136 @@
+"""The optimizer protocol and the step machinery NGD optimizers share."""
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import lineax as lx
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree, Scalar
+
+from .._jacobian import JacobianOperator
+from .._residual import AbstractResidual
+from .._solution import Solution
+from ._damping import AbstractDamping, ConstantDamping
+from ._directions import tree_vdot
+from ._line_search import AbstractLineSearch
+
+
+def as_damping(value: AbstractDamping | float) -> AbstractDamping:
+    """A number means a constant damping."""
+    if isinstance(value, AbstractDamping):
+        return value
+    return ConstantDamping(float(value))
+
+
+def tree_where(pred: Bool[Array, ""], new: PyTree[Array], old: PyTree[Array]) -> PyTree[Array]:
+    return jtu.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+def tree_axpy(alpha: Any, x: PyTree[Array], y: PyTree[Array]) -> PyTree[Array]:
+    """$\\alpha x + y$ leafwise."""
+    return jtu.tree_map(lambda a, b: jnp.asarray(alpha, b.dtype) * a + b, x, y)
+
+
+class NGDState(eqx.Module):
+    """The state NGD optimizers carry between steps."""
+
+    damping: Float[Array, ""]
+    count: Int[Array, ""]
+    key: PRNGKeyArray
+    momentum: PyTree[Array] | None = None
+
+
+class AbstractOptimizer(eqx.Module):
+    """An optimizer for $\\tfrac12\\|r(\\theta)\\|^2$ with one protocol:
+
+    ```python
+    state = optimizer.init(params)
+    params, state, info = optimizer.step(residuals, params, state)
+    ```
+
+    `residuals` is any [`gramsolve.AbstractResidual`][] (build it once; to resample
+    points, replace its points with `eqx.tree_at` so the step does not recompile).
+    `info` holds at least `"loss"` (at the returned parameters), `"step_size"`,
+    `"damping"` (the one this step used), `"accepted"` and, for NGD optimizers, the
+    solve's stats. `step` is compiled once (`eqx.filter_jit`) and reused.
+    """
+
+    @abc.abstractmethod
+    def init(self, params: PyTree[Array]) -> Any:
+        pass
+
+    @abc.abstractmethod
+    def step(
+        self, residuals: AbstractResidual, params: PyTree[Array], state: Any
+    ) -> tuple[PyTree[Array], Any, dict[str, Any]]:
+        pass
+
+
+def residual_loss(jacobian: JacobianOperator) -> Scalar:
+    return 0.5 * sum(jnp.sum(r**2) for r in jtu.tree_leaves(jacobian.residual_value))
+
+
+def line_search_update(
+    *,
+    residuals: AbstractResidual,
+    params: PyTree[Array],
+    state: NGDState,
+    jacobian: JacobianOperator,
+    solution: Solution,
+    direction: PyTree[Array],
+    path: Callable[[Float[Array, ""]], PyTree[Array]],
+    line_search: AbstractLineSearch,
+    damping_rule: AbstractDamping,
+    key: PRNGKeyArray,
+    extra_info: dict[str, Any] | None = None,
+) -> tuple[PyTree[Array], NGDState, dict[str, Any]]:
+    """Line search along `path`, accept or reject, update the damping.
+
+    A step is rejected (parameters unchanged, damping raised) when the solve failed,
+    the direction or the loss is not finite, or no step size decreased the loss.
+    """
+    loss = residual_loss(jacobian)
+    residual = jacobian.residual_value
+    slope = None
+    if line_search.needs_slope:
+        slope = -tree_vdot(jacobian.transpose().mv(residual), direction)
+
+    def loss_along(eta):
+        return residuals.loss(path(eta))
+
+    eta, trial_loss, found = line_search(loss_along, loss, slope)
+    solved = solution.result == lx.RESULTS.successful
+    accepted = found & solved & jnp.isfinite(trial_loss)
+    new_params = tree_where(accepted, path(eta), params)
+
+    gain_ratio = None
+    if damping_rule.needs_gain_ratio:
+        # Predicted decrease of the Gauss–Newton model ½‖r - ηJd‖².
+        model_residual = tree_axpy(-eta, jacobian.mv(direction), residual)
+        model = 0.5 * sum(jnp.sum(r**2) for r in jtu.tree_leaves(model_residual))
+        predicted = loss - model
+        gain_ratio = jnp.where(predicted > 0, (loss - trial_loss) / predicted, -jnp.inf)
+    new_damping = damping_rule.update(state.damping, accepted, gain_ratio)
+    new_state = NGDState(new_damping, state.count + 1, key, state.momentum)
+    info = {
+        "loss": jnp.where(accepted, trial_loss, loss),
+        "step_size": jnp.where(accepted, eta, 0.0),
+        "damping": state.damping,
+        "accepted": accepted,
+        **solution.stats,
+        **(extra_info or {}),
+    }
+    return new_params, new_state, info
+
+
+def initial_state(damping_rule: AbstractDamping, seed: int, momentum=None) -> NGDState:
+    return NGDState(
+        damping=damping_rule.init(),
+        count=jnp.array(0),
+        key=jax.random.PRNGKey(seed),
+        momentum=momentum,
+    )

@@ -1,0 +1,75 @@
+"""ENGD: energy natural gradient with a line search (Müller & Zeinhofer)."""
+
+import equinox as eqx
+import jax
+from jaxtyping import Array, PyTree
+
+from .._regimes import AbstractRegime, Auto
+from .._residual import AbstractResidual
+from ._base import (
+    AbstractOptimizer,
+    as_damping,
+    initial_state,
+    line_search_update,
+    NGDState,
+    tree_axpy,
+)
+from ._damping import AbstractDamping
+from ._directions import natural_gradient
+from ._line_search import AbstractLineSearch, GridLineSearch
+
+
+class ENGD(AbstractOptimizer):
+    r"""Energy natural gradient descent (Müller & Zeinhofer, ICML 2023): for PINN
+    losses the Gauss–Newton step
+
+    $$\theta \leftarrow \theta - \eta\,(J^\top J + \lambda I)^{-1} J^\top r,$$
+
+    with $\eta$ from a line search (default: the logarithmic grid $2^{-k}$,
+    $k = 0..30$, in one batched pass). The direction comes from
+    [`gramsolve.solve`][] with `solver` ([`gramsolve.Auto`][] by default: dense in
+    the smaller space on small problems, i.e. ENGD-W, the Woodbury form of
+    Guzmán-Cordero et al., when $m < n$). `damping` is a number (constant) or a rule
+    such as [`gramsolve.ngd.LevenbergMarquardtDamping`][].
+
+    !!! Example
+
+        ```python
+        optimizer = gs.ngd.ENGD(damping=1e-10)
+        state = optimizer.init(params)
+        for _ in range(1000):
+            params, state, info = optimizer.step(residuals, params, state)
+        ```
+    """
+
+    solver: AbstractRegime = Auto()
+    damping: AbstractDamping = eqx.field(default=1e-10, converter=as_damping)
+    line_search: AbstractLineSearch = GridLineSearch()
+    seed: int = 0
+
+    def init(self, params: PyTree[Array]) -> NGDState:
+        return initial_state(self.damping, self.seed)
+
+    @eqx.filter_jit
+    def step(self, residuals: AbstractResidual, params: PyTree[Array], state: NGDState):
+        key, sketch_key = jax.random.split(state.key)
+        jacobian, solution = natural_gradient(
+            residuals, params, state.damping, self.solver, key=sketch_key
+        )
+        direction = solution.value
+
+        def path(eta):
+            return tree_axpy(-eta, direction, params)
+
+        return line_search_update(
+            residuals=residuals,
+            params=params,
+            state=state,
+            jacobian=jacobian,
+            solution=solution,
+            direction=direction,
+            path=path,
+            line_search=self.line_search,
+            damping_rule=self.damping,
+            key=key,
+        )

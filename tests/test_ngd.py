@@ -1,0 +1,244 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from helpers import flat, flat_jacobian, init_mlp, poisson_residuals, scalar_mlp
+from jax.flatten_util import ravel_pytree
+
+import gramsolve as gs
+
+
+def _problem(sizes=(2, 8, 1), n_interior=40, n_boundary=16):
+    residuals = poisson_residuals(n_interior, n_boundary)
+    params = init_mlp(jax.random.PRNGKey(2), list(sizes))
+    return residuals, params
+
+
+# --- line searches -----------------------------------------------------------------
+
+
+def test_grid_line_search_picks_the_best_step():
+    loss_along = lambda eta: (eta - 0.3) ** 2 + 1.0
+    search = gs.ngd.GridLineSearch()
+    eta, loss, accepted = jax.jit(lambda: search(loss_along, jnp.array(1.09), None))()
+    grid = 0.5 ** np.arange(31)
+    best = grid[np.argmin((grid - 0.3) ** 2)]
+    assert float(eta) == best == 0.25
+    np.testing.assert_allclose(loss, (0.25 - 0.3) ** 2 + 1.0)
+    assert bool(accepted)
+    chunked = gs.ngd.GridLineSearch(batch_size=4)
+    assert float(jax.jit(lambda: chunked(loss_along, jnp.array(1.09), None))()[0]) == 0.25
+    # nothing below the current loss: not accepted; non-finite losses never win
+    _, _, accepted = search(loss_along, jnp.array(0.5), None)
+    assert not bool(accepted)
+    nan_far = lambda eta: jnp.where(eta > 0.2, jnp.nan, (eta - 0.3) ** 2)
+    eta, _, _ = search(nan_far, jnp.array(1.0), None)
+    assert float(eta) == 0.125
+
+
+def test_armijo_backtracking():
+    # L(η) = (η - 0.3)², L(0) = 0.09, L'(0) = -0.6
+    loss_along = lambda eta: (eta - 0.3) ** 2
+    search = gs.ngd.ArmijoLineSearch(sufficient_decrease=0.5)
+    eta, loss, accepted = jax.jit(lambda: search(loss_along, jnp.array(0.09), jnp.array(-0.6)))()
+    # the first of 1, 1/2, 1/4, ... with (η-0.3)² <= 0.09 - 0.3η: η = 0.5
+    assert float(eta) == 0.5 and bool(accepted)
+    np.testing.assert_allclose(loss, 0.04)
+    with pytest.raises(ValueError, match="slope"):
+        search(loss_along, jnp.array(0.09), None)
+    with pytest.raises(ValueError, match="shrink"):
+        gs.ngd.ArmijoLineSearch(shrink=1.5)
+
+
+# --- damping -----------------------------------------------------------------------
+
+
+def test_damping_rules():
+    constant = gs.ngd.ConstantDamping(1e-8)
+    lam = constant.init()
+    raised = constant.update(lam, jnp.array(False), None)
+    np.testing.assert_allclose(raised, 1e-7)
+    np.testing.assert_allclose(constant.update(raised, jnp.array(True), None), 1e-8)
+    np.testing.assert_allclose(constant.update(lam, jnp.array(True), None), 1e-8)
+
+    lm = gs.ngd.LevenbergMarquardtDamping(initial=1e-3)
+    lam = lm.init()
+    np.testing.assert_allclose(lm.update(lam, jnp.array(True), jnp.array(0.9)), 2.5e-4)
+    np.testing.assert_allclose(lm.update(lam, jnp.array(True), jnp.array(0.5)), 1e-3)
+    np.testing.assert_allclose(lm.update(lam, jnp.array(True), jnp.array(0.1)), 4e-3)
+    np.testing.assert_allclose(lm.update(lam, jnp.array(False), jnp.array(0.9)), 4e-3)
+    with pytest.raises(ValueError):
+        gs.ngd.LevenbergMarquardtDamping(initial=1e-20, minimum=1e-12)
+
+
+# --- directions --------------------------------------------------------------------
+
+
+def test_second_directional_derivative_matches_jax():
+    residuals, params = _problem()
+    _, unravel = ravel_pytree(params)
+    d = unravel(jax.random.normal(jax.random.PRNGKey(0), (flat(params).size,)))
+    ours = jax.jit(gs.ngd.second_directional_derivative, static_argnums=0)(residuals, params, d)
+
+    def along(t):
+        moved = jax.tree_util.tree_map(lambda p, v: p + t * v, params, d)
+        return flat(residuals(moved))
+
+    reference = jax.jit(jax.jacfwd(jax.jacfwd(along)))(0.0)
+    np.testing.assert_allclose(flat(ours), reference, rtol=1e-9, atol=1e-9 * np.abs(reference).max())
+
+
+def test_geodesic_acceleration_and_spring_against_dense():
+    residuals, params = _problem()
+    damping = 1e-4
+    A = np.asarray(flat_jacobian(residuals, params))
+    r = np.asarray(flat(residuals(params)))
+    G = A.T @ A + damping * np.eye(A.shape[1])
+
+    @eqx.filter_jit
+    def directions(p, previous):
+        J, solution = gs.ngd.natural_gradient(residuals, p, damping, gs.Dense("residual"))
+        acceleration = gs.ngd.geodesic_acceleration(
+            J, residuals, p, solution.value, damping, gs.Dense("residual"), solution.state
+        )
+        spring, _ = gs.ngd.spring_direction(
+            J, J.residual_value, previous, 0.7, damping, gs.Dense("residual"), state=solution.state
+        )
+        return solution.value, acceleration.value, spring
+
+    _, unravel = ravel_pytree(params)
+    previous = unravel(jax.random.normal(jax.random.PRNGKey(5), (A.shape[1],)))
+    d, a, phi = directions(params, previous)
+    d_ref = np.linalg.solve(G, A.T @ r)
+    np.testing.assert_allclose(flat(d), d_ref, rtol=1e-6, atol=1e-9 * np.abs(d_ref).max())
+    curvature = flat(jax.jit(gs.ngd.second_directional_derivative, static_argnums=0)(residuals, params, d))
+    a_ref = np.linalg.solve(G, A.T @ np.asarray(curvature))
+    np.testing.assert_allclose(flat(a), a_ref, rtol=1e-6, atol=1e-9 * np.abs(a_ref).max())
+    p = flat(previous)
+    phi_ref = 0.7 * p + np.linalg.solve(G, A.T @ (r - 0.7 * A @ p))
+    np.testing.assert_allclose(flat(phi), phi_ref, rtol=1e-6, atol=1e-9 * np.abs(phi_ref).max())
+
+
+# --- optimizers --------------------------------------------------------------------
+
+
+OPTIMIZERS = {
+    "engd": gs.ngd.ENGD(),
+    "engd-armijo-lm": gs.ngd.ENGD(
+        damping=gs.ngd.LevenbergMarquardtDamping(), line_search=gs.ngd.ArmijoLineSearch()
+    ),
+    "engd-iterative": gs.ngd.ENGD(solver=gs.Iterative(preconditioner=gs.Nystrom(rank=30))),
+    "dngd": gs.ngd.DNGD(),
+    "spring": gs.ngd.SPRING(),
+    "sketchy": gs.ngd.SketchyNGD(rank=30),
+    "adam": gs.ngd.Adam(1e-2),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizers_decrease_the_loss(name):
+    residuals, params = _problem()
+    optimizer = OPTIMIZERS[name]
+    state = optimizer.init(params)
+    initial = float(residuals.loss(params))
+    losses = []
+    for _ in range(12):
+        params, state, info = optimizer.step(residuals, params, state)
+        losses.append(float(info["loss"]))
+        for key in ("loss", "step_size", "damping", "accepted"):
+            assert key in info
+    np.testing.assert_allclose(losses[-1], float(residuals.loss(params)), rtol=1e-10)
+    factor = 0.9 if name == "adam" else 1e-2
+    assert losses[-1] < factor * initial, (name, initial, losses)
+    assert all(np.isfinite(flat(params)))
+
+
+def test_engd_step_matches_hand_written_step():
+    residuals, params = _problem()
+    damping = 1e-6
+    optimizer = gs.ngd.ENGD(solver=gs.Dense("parameter"), damping=damping)
+    new_params, _, info = optimizer.step(residuals, params, optimizer.init(params))
+    A = np.asarray(flat_jacobian(residuals, params))
+    r = np.asarray(flat(residuals(params)))
+    d = np.linalg.solve(A.T @ A + damping * np.eye(A.shape[1]), A.T @ r)
+    _, unravel = ravel_pytree(params)
+    grid = 0.5 ** np.arange(31)
+    losses = [float(residuals.loss(unravel(flat(params) - eta * d))) for eta in grid]
+    eta = grid[int(np.argmin(losses))]
+    assert float(info["step_size"]) == eta
+    np.testing.assert_allclose(flat(new_params), flat(params) - eta * d, rtol=1e-7, atol=1e-9)
+
+
+def test_adam_matches_optax():
+    residuals, params = _problem()
+    optimizer = gs.ngd.Adam(1e-2)
+    state = optimizer.init(params)
+    transform = optax.adam(1e-2)
+    reference_state = transform.init(params)
+    reference = params
+    for _ in range(3):
+        params, state, _ = optimizer.step(residuals, params, state)
+        grads = jax.grad(residuals.loss)(reference)
+        updates, reference_state = transform.update(grads, reference_state, reference)
+        reference = optax.apply_updates(reference, updates)
+    np.testing.assert_allclose(flat(params), flat(reference), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["engd", "dngd", "spring", "sketchy"])
+def test_non_finite_step_is_rejected(name):
+    # log(u + 10) is NaN wherever the network output drops below -10: a residual that
+    # is finite at the start but not after a huge step, and NaN from the start for
+    # shifted parameters.
+    points = jax.random.uniform(jax.random.PRNGKey(0), (20, 2))
+    residuals = gs.Residuals(
+        {"r": gs.PointResidual(lambda p, x: jnp.log(scalar_mlp(p, x) + 10.0) - 1.0, points)}
+    )
+    params = init_mlp(jax.random.PRNGKey(1), [2, 5, 1])
+    params[-1]["b"] = params[-1]["b"] - 20.0  # every residual is NaN here
+    optimizer = OPTIMIZERS[name]
+    state = optimizer.init(params)
+    new_params, new_state, info = optimizer.step(residuals, params, state)
+    assert not bool(info["accepted"])
+    np.testing.assert_array_equal(flat(new_params), flat(params))
+    assert float(new_state.damping) > float(state.damping)
+
+
+def test_step_compiles_once():
+    traces = {"n": 0}
+
+    def interior(p, x):
+        traces["n"] += 1
+        return scalar_mlp(p, x) - jnp.sum(x)
+
+    points = jax.random.uniform(jax.random.PRNGKey(0), (30, 2))
+    residuals = gs.Residuals({"r": gs.PointResidual(interior, points)})
+    params = init_mlp(jax.random.PRNGKey(1), [2, 5, 1])
+    optimizer = gs.ngd.ENGD()
+    state = optimizer.init(params)
+    params, state, _ = optimizer.step(residuals, params, state)
+    after_first = traces["n"]
+    for k in range(3):
+        # new points of the same shape (resampling) must not retrace either
+        moved = eqx.tree_at(lambda r: r.classes["r"].points, residuals, points * (0.9 - 0.1 * k))
+        params, state, _ = optimizer.step(moved, params, state)
+    assert traces["n"] == after_first
+
+
+def test_train_budgets_and_history():
+    residuals, params = _problem()
+    problem_errors = jax.jit(lambda p: {"size": sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(p))})
+    _, history = gs.ngd.train(
+        gs.ngd.ENGD(), residuals, params, steps=7, evaluate=problem_errors, evaluations=3, progress=False
+    )
+    assert history.steps == 7 and len(history.seconds) == 7
+    assert history.evaluation_steps[0] == 0 and history.evaluation_steps[-1] == 7
+    assert history.loss[-1] < history.loss[0]
+    assert all(b >= a for a, b in zip(history.seconds, history.seconds[1:], strict=False))
+    summary = gs.ngd.summary(history)
+    assert summary["steps"] == 7 and "size" in summary
+    _, timed = gs.ngd.train(gs.ngd.ENGD(), residuals, params, seconds=0.5, progress=False)
+    assert timed.seconds[-1] >= 0.5 and timed.seconds[-2] < 0.5
+    with pytest.raises(ValueError, match="steps"):
+        gs.ngd.train(gs.ngd.ENGD(), residuals, params)
