@@ -1,5 +1,28 @@
 """Benchmark PDE problems, set up as the source papers set them up, and their networks."""
 
-from ._network import MLP as MLP, split_model as split_model
-from ._poisson import Poisson2D as Poisson2D
+from ._heat1d import Heat1D as Heat1D
+from ._helmholtz2d import Helmholtz2D as Helmholtz2D
+from ._network import MLP as MLP, PeriodicMLP as PeriodicMLP, split_model as split_model
+from ._poisson2d import Poisson2D as Poisson2D
+from ._poisson5d import Poisson5D as Poisson5D
+from ._poisson10d import Poisson10D as Poisson10D
+from ._poisson100d import Poisson100D as Poisson100D
 from ._problem import AbstractProblem as AbstractProblem
+from ._published import PublishedResult as PublishedResult
+from ._unit_cube_poisson import AbstractUnitCubePoisson as AbstractUnitCubePoisson
+
+
+__all__ = [
+    "AbstractProblem",
+    "AbstractUnitCubePoisson",
+    "Heat1D",
+    "Helmholtz2D",
+    "MLP",
+    "PeriodicMLP",
+    "Poisson2D",
+    "Poisson5D",
+    "Poisson10D",
+    "Poisson100D",
+    "PublishedResult",
+    "split_model",
+]
