@@ -46,6 +46,7 @@ class DenseState(eqx.Module):
     jacobian: lx.AbstractLinearOperator
     matrix: Float[Array, "m n"]
     factor: Float[Array, "k k"]
+    scale: Float[Array, " k"]
     damping: Float[Array, ""]
     used_fallback: Bool[Array, ""]
     space: Space = eqx.field(static=True)
@@ -62,9 +63,11 @@ class Dense(AbstractRegime):
       $d = G^{-1} J^\top r$. Costs $m n^2 + n^3/3$; holds $mn + n^2$.
     - `space=None` (default): the smaller of the two.
 
-    Products with $J$ and $J^\top$ after the factorisation use the dense Jacobian
-    (a matrix-vector product, cheaper than a JVP). Where the Cholesky factorisation
-    breaks down (round-off with tiny damping, or $\lambda = 0$ on a singular Gramian)
+    The Gram matrix is scaled symmetrically by its diagonal before the Cholesky
+    factorisation ($D^{-1/2} K D^{-1/2}$, as the dual-NGD code does), which makes it
+    factorise reliably at tiny damping. Products with $J$ and $J^\top$ after the
+    factorisation use the dense Jacobian (a matrix-vector product, cheaper than a
+    JVP). Where the Cholesky factorisation still breaks down (round-off with tiny damping, or $\lambda = 0$ on a singular Gramian)
     it is retried once with a diagonal shift of $10\,k\,\epsilon \max_i K_{ii}$, and
     `stats["fallback"]` says so.
 
@@ -104,12 +107,18 @@ class Dense(AbstractRegime):
             gram = matrix.T @ matrix
         damping = jnp.asarray(damping, gram.dtype)
         gram = gram + damping * jnp.eye(gram.shape[0], dtype=gram.dtype)
-        factor, used_fallback = _jittered_cholesky(gram)
-        return DenseState(jacobian, matrix, factor, damping, used_fallback, space)
+        # Symmetric diagonal scaling (Jacobi equilibration) before the factorisation:
+        # PINN Gram matrices mix residual classes whose rows differ by orders of
+        # magnitude, and the scaled matrix factorises where the raw one breaks down.
+        diagonal = jnp.diagonal(gram)
+        scale = jnp.where(diagonal > 0, 1 / jnp.sqrt(jnp.where(diagonal > 0, diagonal, 1)), 1)
+        factor, used_fallback = _jittered_cholesky(scale[:, None] * gram * scale[None, :])
+        return DenseState(jacobian, matrix, factor, scale, damping, used_fallback, space)
 
     @staticmethod
     def _inverse(state: DenseState, vector: Array) -> Array:
-        return jsl.cho_solve((state.factor, True), vector)
+        scaled = jsl.cho_solve((state.factor, True), state.scale * vector)
+        return state.scale * scaled
 
     def _stats(self, state: DenseState) -> tuple[dict[str, Any], dict[str, str]]:
         numbers = {
