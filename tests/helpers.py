@@ -88,3 +88,45 @@ def flat(tree):
 def jacobian_operator(residuals, params):
     """`gs.JacobianOperator(residuals, params)`, linearised under `jit`."""
     return eqx.filter_jit(gs.JacobianOperator)(residuals, params)
+
+
+import numpy as np  # noqa: E402
+
+
+def hat_matrix_1d(breakpoints, x):
+    """Values of the interior-node hat functions at points `x`, shape (K, len(x)),
+    by linear interpolation of unit vectors (independent of gramsolve)."""
+    breakpoints = np.asarray(breakpoints)
+    nodes = breakpoints.shape[0]
+    return np.stack(
+        [
+            np.interp(np.asarray(x), breakpoints, np.eye(nodes)[j])
+            for j in range(1, nodes - 1)
+        ]
+    )
+
+
+def hat_slope_matrix_1d(breakpoints, x):
+    """Derivatives of the interior-node hat functions at points `x` (none on a node),
+    shape (K, len(x))."""
+    breakpoints = np.asarray(breakpoints)
+    x = np.asarray(x)
+    cell = np.clip(np.searchsorted(breakpoints, x) - 1, 0, breakpoints.shape[0] - 2)
+    h = np.diff(breakpoints)[cell]
+    slopes = []
+    for j in range(1, breakpoints.shape[0] - 1):
+        slopes.append(np.where(cell == j - 1, 1 / h, np.where(cell == j, -1 / h, 0.0)))
+    return np.stack(slopes)
+
+
+def load_example(name):
+    """Imports `examples/<name>.py` as a module (its directory on the path, so that
+    its sibling `_ngd` helper imports)."""
+    import importlib
+    import pathlib
+    import sys
+
+    directory = str(pathlib.Path(__file__).resolve().parent.parent / "examples")
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    return importlib.import_module(name)

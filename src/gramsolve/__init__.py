@@ -16,22 +16,38 @@ from ._jacobian import (
     JacobianOperator as JacobianOperator,
     JacobianTransposeOperator as JacobianTransposeOperator,
 )
+from ._metric import (
+    AbstractMetric as AbstractMetric,
+    DenseMetric as DenseMetric,
+    DiagonalMetric as DiagonalMetric,
+    InverseGram as InverseGram,
+    metric_features as metric_features,
+)
 from ._point_residual import PointResidual as PointResidual
 from ._residual import AbstractResidual as AbstractResidual
 from ._residuals import Residuals as Residuals
+from ._variational import VariationalResidual as VariationalResidual
+from ._whitened import Whitened as Whitened
 
 
 __version__ = importlib.metadata.version("gramsolve")
 
 __all__ = [
+    "AbstractMetric",
     "AbstractResidual",
+    "DenseMetric",
+    "DiagonalMetric",
     "FunctionResidual",
+    "InverseGram",
     "JacobianOperator",
     "JacobianTransposeOperator",
     "ParameterGramian",
     "PointResidual",
     "ResidualGramian",
     "Residuals",
+    "VariationalResidual",
+    "Whitened",
+    "metric_features",
     "pde",
     "problems",
 ]
