@@ -3,6 +3,7 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
@@ -109,3 +110,42 @@ def fit_residuals(n_points=40, n_boundary=12, key=0, dtype=jnp.float64):
             "boundary": gs.PointResidual(scalar_mlp, boundary_points),
         }
     )
+
+
+def hat_matrix_1d(breakpoints, x):
+    """Values of the interior-node hat functions at points `x`, shape (K, len(x)),
+    by linear interpolation of unit vectors (independent of gramsolve)."""
+    breakpoints = np.asarray(breakpoints)
+    nodes = breakpoints.shape[0]
+    return np.stack(
+        [
+            np.interp(np.asarray(x), breakpoints, np.eye(nodes)[j])
+            for j in range(1, nodes - 1)
+        ]
+    )
+
+
+def hat_slope_matrix_1d(breakpoints, x):
+    """Derivatives of the interior-node hat functions at points `x` (none on a node),
+    shape (K, len(x))."""
+    breakpoints = np.asarray(breakpoints)
+    x = np.asarray(x)
+    cell = np.clip(np.searchsorted(breakpoints, x) - 1, 0, breakpoints.shape[0] - 2)
+    h = np.diff(breakpoints)[cell]
+    slopes = []
+    for j in range(1, breakpoints.shape[0] - 1):
+        slopes.append(np.where(cell == j - 1, 1 / h, np.where(cell == j, -1 / h, 0.0)))
+    return np.stack(slopes)
+
+
+def load_example(name):
+    """Imports `examples/<name>.py` as a module (its directory on the path, so that
+    its sibling `_ngd` helper imports)."""
+    import importlib
+    import pathlib
+    import sys
+
+    directory = str(pathlib.Path(__file__).resolve().parent.parent / "examples")
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    return importlib.import_module(name)

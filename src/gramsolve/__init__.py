@@ -16,6 +16,13 @@ from ._jacobian import (
     JacobianOperator as JacobianOperator,
     JacobianTransposeOperator as JacobianTransposeOperator,
 )
+from ._metric import (
+    AbstractMetric as AbstractMetric,
+    DenseMetric as DenseMetric,
+    DiagonalMetric as DiagonalMetric,
+    InverseGram as InverseGram,
+    metric_features as metric_features,
+)
 from ._point_residual import PointResidual as PointResidual
 from ._regimes import (
     AbstractLowRankPreconditioner as AbstractLowRankPreconditioner,
@@ -34,35 +41,44 @@ from ._residual import AbstractResidual as AbstractResidual
 from ._residuals import Residuals as Residuals
 from ._solution import Solution as Solution
 from ._solve import gramian_solve as gramian_solve, plan as plan, solve as solve
+from ._variational import VariationalResidual as VariationalResidual
+from ._whitened import Whitened as Whitened
 
 
 __version__ = importlib.metadata.version("gramsolve")
 
 __all__ = [
     "AbstractLowRankPreconditioner",
+    "AbstractMetric",
     "AbstractPreconditioner",
     "AbstractRegime",
     "AbstractResidual",
     "Auto",
     "Dense",
+    "DenseMetric",
+    "DiagonalMetric",
+    "FunctionResidual",
+    "InverseGram",
     "Iterative",
     "Jacobi",
-    "Nystrom",
-    "PivotedCholesky",
-    "Plan",
-    "SketchSolve",
-    "Solution",
-    "gramian_solve",
-    "plan",
-    "solve",
-    "FunctionResidual",
     "JacobianOperator",
     "JacobianTransposeOperator",
+    "Nystrom",
     "ParameterGramian",
+    "PivotedCholesky",
+    "Plan",
     "PointResidual",
     "ResidualGramian",
     "Residuals",
+    "SketchSolve",
+    "Solution",
+    "VariationalResidual",
+    "Whitened",
+    "gramian_solve",
+    "metric_features",
     "ngd",
     "pde",
+    "plan",
     "problems",
+    "solve",
 ]
