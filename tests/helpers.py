@@ -149,3 +149,43 @@ def load_example(name):
     if directory not in sys.path:
         sys.path.insert(0, directory)
     return importlib.import_module(name)
+def orthonormal(key, size, columns, dtype=jnp.float64):
+    """A `size × columns` matrix with orthonormal columns (QR of a Gaussian, numpy)."""
+    import numpy as np
+
+    gaussian = np.random.default_rng(key).standard_normal((size, columns))
+    return jnp.asarray(np.linalg.qr(gaussian)[0], dtype)
+
+
+def psd_matrix(eigenvalues, key=0, dtype=jnp.float64):
+    """`Q diag(eigenvalues) Qᵀ` with a random orthogonal `Q`, and `Q`."""
+    import numpy as np
+
+    eigenvalues = np.asarray(eigenvalues, np.float64)
+    q = np.asarray(orthonormal(key, eigenvalues.shape[0], eigenvalues.shape[0]))
+    matrix = (q * eigenvalues) @ q.T
+    return jnp.asarray(0.5 * (matrix + matrix.T), dtype), jnp.asarray(q, dtype)
+
+
+def psd_operator(matrix):
+    """A dense symmetric PSD matrix as a lineax operator tagged PSD."""
+    import lineax as lx
+
+    return lx.MatrixLinearOperator(
+        matrix, (lx.symmetric_tag, lx.positive_semidefinite_tag)
+    )
+
+
+def trace_norm_error(matrix, approximation):
+    """‖A − Â‖ in the trace (nuclear) norm, for a symmetric difference."""
+    import numpy as np
+
+    difference = np.asarray(matrix, np.float64) - np.asarray(approximation, np.float64)
+    return np.sum(np.abs(np.linalg.eigvalsh(difference)))
+
+
+def pinn_gramian_setup(n_interior, n_boundary, sizes, dtype=jnp.float64):
+    """Residuals and parameters of a small 2D Poisson PINN (random points)."""
+    residuals = poisson_residuals(n_interior, n_boundary, dtype=dtype)
+    params = init_mlp(jax.random.PRNGKey(0), list(sizes), dtype)
+    return residuals, params

@@ -7,6 +7,7 @@ residual space (`d = Jᵀ(JJᵀ + λI)⁻¹ r`), dense or matrix-free.
 import importlib.metadata
 
 from . import ngd as ngd, pde as pde, problems as problems
+from ._cg import CG as CG
 from ._function_residual import FunctionResidual as FunctionResidual
 from ._gramian import (
     ParameterGramian as ParameterGramian,
@@ -16,6 +17,7 @@ from ._jacobian import (
     JacobianOperator as JacobianOperator,
     JacobianTransposeOperator as JacobianTransposeOperator,
 )
+from ._lowrank import LowRank as LowRank
 from ._metric import (
     AbstractMetric as AbstractMetric,
     DenseMetric as DenseMetric,
@@ -23,7 +25,17 @@ from ._metric import (
     InverseGram as InverseGram,
     metric_features as metric_features,
 )
+from ._minres import MINRES as MINRES
+from ._nystrom import (
+    adaptive_nystrom as adaptive_nystrom,
+    nystrom as nystrom,
+)
+from ._pivoted_cholesky import pivoted_cholesky as pivoted_cholesky
 from ._point_residual import PointResidual as PointResidual
+from ._preconditioner import (
+    JacobiPreconditioner as JacobiPreconditioner,
+    NystromPreconditioner as NystromPreconditioner,
+)
 from ._regimes import (
     AbstractLowRankPreconditioner as AbstractLowRankPreconditioner,
     AbstractPreconditioner as AbstractPreconditioner,
@@ -40,7 +52,11 @@ from ._regimes import (
 from ._residual import AbstractResidual as AbstractResidual
 from ._residuals import Residuals as Residuals
 from ._solution import Solution as Solution
-from ._solve import gramian_solve as gramian_solve, plan as plan, solve as solve
+from ._solve import (
+    gramian_solve as gramian_solve,
+    plan as plan,
+    solve as solve,
+)
 from ._variational import VariationalResidual as VariationalResidual
 from ._whitened import Whitened as Whitened
 
@@ -54,6 +70,7 @@ __all__ = [
     "AbstractRegime",
     "AbstractResidual",
     "Auto",
+    "CG",
     "Dense",
     "DenseMetric",
     "DiagonalMetric",
@@ -61,9 +78,13 @@ __all__ = [
     "InverseGram",
     "Iterative",
     "Jacobi",
+    "JacobiPreconditioner",
     "JacobianOperator",
     "JacobianTransposeOperator",
+    "LowRank",
+    "MINRES",
     "Nystrom",
+    "NystromPreconditioner",
     "ParameterGramian",
     "PivotedCholesky",
     "Plan",
@@ -74,10 +95,13 @@ __all__ = [
     "Solution",
     "VariationalResidual",
     "Whitened",
+    "adaptive_nystrom",
     "gramian_solve",
     "metric_features",
     "ngd",
+    "nystrom",
     "pde",
+    "pivoted_cholesky",
     "plan",
     "problems",
     "solve",

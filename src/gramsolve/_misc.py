@@ -149,3 +149,33 @@ def matrix_operator(
         blocks.append(jtu.tree_unflatten(in_def, row))
     pytree = jtu.tree_unflatten(out_def, blocks)
     return lx.PyTreeLinearOperator(pytree, out_structure, tags)
+
+
+def batched_matvec(
+    operator: lx.AbstractLinearOperator, columns: Inexact[Array, "size k"]
+) -> Inexact[Array, "size k"]:
+    """`operator` applied to every column of `columns` in one `vmap` of its `mv`.
+
+    Columns are flat vectors in `ravel` order of the operator's input structure; the
+    results are flattened the same way. One batched pass, never a loop over columns.
+    """
+    like = operator.in_structure()
+
+    def one(column):
+        return ravel(operator.mv(unravel(column, like)))
+
+    return jax.vmap(one, in_axes=1, out_axes=1)(columns)
+
+
+def tree_dot(a: PyTree[Array], b: PyTree[Array]) -> Inexact[Array, ""]:
+    """The Euclidean inner product of two pytrees of one structure (real dtypes)."""
+    products = [
+        jnp.vdot(x, y)
+        for x, y in zip(jtu.tree_leaves(a), jtu.tree_leaves(b), strict=True)
+    ]
+    return sum(products[1:], products[0])
+
+
+def tree_two_norm(a: PyTree[Array]) -> Inexact[Array, ""]:
+    """The Euclidean norm of all the entries of a pytree."""
+    return jnp.sqrt(tree_dot(a, a))

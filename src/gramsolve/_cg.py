@@ -1,0 +1,175 @@
+"""Preconditioned conjugate gradients with a norm-wise stopping rule."""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import lineax as lx
+from jaxtyping import Array, PyTree
+
+from ._krylov import (
+    apply,
+    check_tolerances,
+    conjugated_options,
+    KrylovState,
+    max_steps_for,
+    preconditioner_and_start,
+    solve_with_restarts,
+    square_operator,
+    tolerance_for,
+    transposed_options,
+)
+from ._misc import tree_dot, tree_two_norm
+
+
+class CG(lx.AbstractLinearSolver[KrylovState]):
+    r"""Preconditioned conjugate gradients for symmetric positive (or negative)
+    definite operators, stopping on the norm-wise criterion
+
+    $$\|b - Ax\|_2 \le \max(\text{rtol}\,\|b\|_2,\ \text{atol}).$$
+
+    A `lineax.AbstractLinearSolver`: use it with `lineax.linear_solve`, under `jit`,
+    `vmap` over right-hand sides, and lineax's differentiation rules.
+
+    `options` (as `lineax.linear_solve(..., options=...)`):
+
+    - `"preconditioner"`: a positive definite operator $P^{-1} \approx A^{-1}$ tagged
+      positive semidefinite, e.g. [`gramsolve.NystromPreconditioner`][] or
+      [`gramsolve.JacobiPreconditioner`][].
+    - `"y0"`: the initial guess (default zero).
+
+    Why not `lineax.CG`: it stops when every component of the residual meets its own
+    tolerance, which with `atol = 0` and a preconditioner can run to `max_steps` on
+    an already converged system. Here the test is on the Euclidean norm of the
+    residual. The iteration updates the residual by the usual recurrence; when the
+    recurrence meets the tolerance, the true residual $b - Ax$ is computed (one
+    matvec) and the iteration restarts from it if that one does not, so a returned
+    success always means the true residual meets the tolerance. Of the points whose
+    true residual was computed (the start and the end of every run), the best is
+    returned.
+
+    `stats`: `num_steps` (CG iterations over all restarts, each one matvec and one
+    preconditioner application), `residual_norm` (the **true** residual norm $\|b - Ax\|_2$ of the
+    returned solution), `num_restarts` and `max_steps`. The result is
+    `RESULTS.max_steps_reached` when not converged within `max_steps` (default ten
+    times the size), `RESULTS.breakdown` when $p^\top Ap \le 0$ or
+    $r^\top P^{-1} r \le 0$ (operator or preconditioner not positive definite);
+    the solution is always finite.
+
+    !!! Example
+
+        ```python
+        K = gs.ResidualGramian(J, 1e-8)
+        P = gs.NystromPreconditioner(gs.nystrom(K, 100, key=key), 1e-8)
+        solution = lx.linear_solve(
+            K, J.residual_value, gs.CG(rtol=1e-8, atol=0.0),
+            options={"preconditioner": P},
+        )
+        solution.stats["num_steps"]
+        ```
+    """
+
+    rtol: float
+    atol: float
+    max_steps: int | None = None
+
+    def __check_init__(self):
+        check_tolerances(self.rtol, self.atol, self.max_steps, "CG")
+        concrete = all(isinstance(t, int | float) for t in (self.rtol, self.atol))
+        if concrete and self.rtol == 0 and self.atol == 0 and self.max_steps is None:
+            raise ValueError(
+                "CG: with rtol = atol = 0 it can only stop at max_steps; give a "
+                "tolerance or max_steps"
+            )
+
+    def init(self, operator: lx.AbstractLinearOperator, options: dict[str, Any]):
+        del options
+        square_operator(operator, "CG")
+        negative = lx.is_negative_semidefinite(operator)
+        if not (lx.is_positive_semidefinite(operator) or negative):
+            raise ValueError(
+                "CG: the operator must be tagged positive (or negative) "
+                f"semidefinite; {type(operator).__name__} is not. Use "
+                "gramsolve.MINRES for symmetric indefinite operators."
+            )
+        operator = lx.linearise(operator)
+        if negative:
+            operator = -operator
+        return KrylovState(operator, negative)
+
+    def compute(
+        self, state: KrylovState, vector: PyTree[Array], options: dict[str, Any]
+    ) -> tuple[PyTree[Array], lx.RESULTS, dict[str, Any]]:
+        operator = state.operator
+        preconditioner, start = preconditioner_and_start(
+            operator, vector, options, "CG"
+        )
+        if state.negated:
+            # The state holds -A: solve (-A)x = -b, which has the same solution.
+            vector = jtu.tree_map(jnp.negative, vector)
+        tolerance = tolerance_for(self.rtol, self.atol, vector)
+
+        def run(x, residual, budget):
+            return _conjugate_gradients(
+                operator, preconditioner, x, residual, budget, tolerance
+            )
+
+        return solve_with_restarts(
+            run,
+            operator,
+            vector,
+            start,
+            tolerance,
+            max_steps_for(self.max_steps, vector),
+        )
+
+    def transpose(self, state: KrylovState, options: dict[str, Any]):
+        return KrylovState(state.operator.transpose(), state.negated), (
+            transposed_options(options)
+        )
+
+    def conj(self, state: KrylovState, options: dict[str, Any]):
+        return KrylovState(lx.conj(state.operator), state.negated), (
+            conjugated_options(options)
+        )
+
+    def assume_full_rank(self):
+        return True
+
+
+def _conjugate_gradients(operator, preconditioner, x, residual, budget, tolerance):
+    """CG from `x` with true residual `residual`, until the recurrence residual meets
+    `tolerance`, `budget` steps are taken, or it breaks down."""
+    z = apply(preconditioner, residual)
+    rz = tree_dot(residual, z)
+
+    def keep_going(state):
+        _, _, _, _, steps, norm, broke = state
+        return (steps < budget) & (norm > tolerance) & ~broke
+
+    def step(state):
+        x, r, p, rz, steps, _, _ = state
+        ap = operator.mv(p)
+        pap = tree_dot(p, ap)
+        ok = (pap > 0) & (rz > 0)
+        alpha = jnp.where(ok, rz / jnp.where(ok, pap, 1), 0)
+        x = jtu.tree_map(lambda x_, p_: x_ + (alpha * p_).astype(x_.dtype), x, p)
+        r = jtu.tree_map(lambda r_, a_: r_ - (alpha * a_).astype(r_.dtype), r, ap)
+        z = apply(preconditioner, r)
+        rz_new = tree_dot(r, z)
+        beta = jnp.where(ok, rz_new / jnp.where(ok, rz, 1), 0)
+        p = jtu.tree_map(lambda z_, p_: z_ + (beta * p_).astype(z_.dtype), z, p)
+        return x, r, p, rz_new, steps + ok, tree_two_norm(r), ~ok
+
+    state = (
+        x,
+        residual,
+        z,
+        rz,
+        jnp.array(0),
+        tree_two_norm(residual),
+        jnp.array(False),
+    )
+    x, _, _, _, steps, _, broke = jax.lax.while_loop(keep_going, step, state)
+    return x, steps, broke

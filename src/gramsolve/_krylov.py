@@ -1,0 +1,185 @@
+"""What gramsolve's Krylov solvers (CG, MINRES) share: the lineax solver protocol, the
+norm-wise stopping rule, and the restart on a residual that only the recurrence
+thinks has converged."""
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import lineax as lx
+import numpy as np
+from jaxtyping import Array, Bool, Int, PyTree
+
+from ._misc import structure_equal, tree_size, tree_two_norm
+
+
+class KrylovState(eqx.Module):
+    """A Krylov solver's state: the linearised operator (negated when it was negative
+    semidefinite, so that CG sees a positive one)."""
+
+    operator: lx.AbstractLinearOperator
+    negated: bool = eqx.field(static=True)
+
+
+# run(x, residual, budget) -> (x, steps taken, broke down)
+InnerRun = Callable[
+    [PyTree[Array], PyTree[Array], Int[Array, ""]],
+    tuple[PyTree[Array], Int[Array, ""], Bool[Array, ""]],
+]
+
+
+def check_tolerances(rtol: float, atol: float, max_steps: int | None, where: str):
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if isinstance(value, int | float | np.floating) and not value >= 0:
+            raise ValueError(f"{where}: {name} must be non-negative, got {value}")
+    if max_steps is not None and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0
+    ):
+        raise ValueError(
+            f"{where}: max_steps must be a non-negative int or None, got {max_steps!r}"
+        )
+
+
+def square_operator(operator: lx.AbstractLinearOperator, where: str) -> None:
+    if not structure_equal(operator.in_structure(), operator.out_structure()):
+        raise ValueError(
+            f"{where}: needs a square operator (same input and output structure)"
+        )
+    if not all(
+        jnp.issubdtype(leaf.dtype, jnp.floating)
+        for leaf in jtu.tree_leaves(operator.in_structure())
+    ):
+        raise ValueError(f"{where}: supports real floating-point operators only")
+
+
+def preconditioner_and_start(
+    operator: lx.AbstractLinearOperator,
+    vector: PyTree[Array],
+    options: dict[str, Any],
+    where: str,
+) -> tuple[lx.AbstractLinearOperator | None, PyTree[Array] | None]:
+    """`options["preconditioner"]` (checked: a positive semidefinite operator on the
+    operator's input space) and `options["y0"]` (checked against `vector`)."""
+    preconditioner = options.get("preconditioner")
+    if preconditioner is not None:
+        if not isinstance(preconditioner, lx.AbstractLinearOperator):
+            raise ValueError(
+                f"{where}: the preconditioner must be a lineax operator, got "
+                f"{type(preconditioner).__name__}"
+            )
+        expected = operator.in_structure()
+        if not (
+            structure_equal(preconditioner.in_structure(), expected)
+            and structure_equal(preconditioner.out_structure(), expected)
+        ):
+            raise ValueError(
+                f"{where}: the preconditioner must map the operator's input space "
+                "to itself (same structure)"
+            )
+        if not lx.is_positive_semidefinite(preconditioner):
+            raise ValueError(
+                f"{where}: the preconditioner must be tagged positive semidefinite "
+                "(it approximates the inverse of a positive definite operator)"
+            )
+        preconditioner = lx.linearise(preconditioner)
+    start = options.get("y0")
+    if start is not None and not structure_equal(start, vector):
+        raise ValueError(
+            f"{where}: y0 must have the structure, shapes and dtypes of the vector"
+        )
+    return preconditioner, start
+
+
+def apply(
+    preconditioner: lx.AbstractLinearOperator | None, vector: PyTree[Array]
+) -> PyTree[Array]:
+    return vector if preconditioner is None else preconditioner.mv(vector)
+
+
+def max_steps_for(max_steps: int | None, vector: PyTree[Array]) -> int:
+    # As SciPy and lineax: ten times the size when the user gives no limit.
+    return 10 * tree_size(vector) if max_steps is None else max_steps
+
+
+def solve_with_restarts(
+    run: InnerRun,
+    operator: lx.AbstractLinearOperator,
+    vector: PyTree[Array],
+    start: PyTree[Array] | None,
+    tolerance: Array,
+    max_steps: int,
+) -> tuple[PyTree[Array], lx.RESULTS, dict[str, Array]]:
+    """Runs `run` until the *true* residual $\\|b - Ax\\|_2$ meets `tolerance`.
+
+    The inner iteration tracks its residual by a recurrence, which drifts from the
+    true one in finite precision (most for ill-conditioned, preconditioned systems).
+    When the recurrence says "converged", the true residual is computed (one
+    matvec); if it does not meet the tolerance, the iteration restarts from there.
+    Of the points whose true residual was computed (the start and the end of every
+    run), the one with the smallest residual is returned, so a breakdown never
+    returns a worse point than the start.
+    """
+    if start is None:
+        x = jtu.tree_map(jnp.zeros_like, vector)
+        residual = vector
+    else:
+        x = start
+        residual = jtu.tree_map(lambda b, ax: b - ax, vector, operator.mv(start))
+    norm = tree_two_norm(residual)
+    zero = jnp.array(0)
+
+    def keep_going(state):
+        _, _, norm, _, _, steps, _, stopped = state
+        return (norm > tolerance) & (steps < max_steps) & ~stopped
+
+    def restart(state):
+        x, residual, norm, best, best_norm, steps, runs, _ = state
+        x, used, broke = run(x, residual, max_steps - steps)
+        residual = jtu.tree_map(lambda b, ax: b - ax, vector, operator.mv(x))
+        norm = tree_two_norm(residual)
+        better = norm < best_norm
+        best = jtu.tree_map(lambda new, old: jnp.where(better, new, old), x, best)
+        best_norm = jnp.where(better, norm, best_norm)
+        # A run that could not take a step (breakdown) would repeat forever.
+        stopped = broke | (used == 0)
+        return x, residual, norm, best, best_norm, steps + used, runs + 1, stopped
+
+    state = (x, residual, norm, x, norm, zero, zero, jnp.array(False))
+    state = jax.lax.while_loop(keep_going, restart, state)
+    _, _, _, x, norm, steps, runs, _ = state
+    converged = norm <= tolerance
+    result = lx.RESULTS.where(
+        converged,
+        lx.RESULTS.successful,
+        lx.RESULTS.where(
+            steps >= max_steps, lx.RESULTS.max_steps_reached, lx.RESULTS.breakdown
+        ),
+    )
+    stats = {
+        "num_steps": steps,
+        "residual_norm": norm,
+        "num_restarts": jnp.maximum(runs - 1, 0),
+        "max_steps": jnp.array(max_steps),
+    }
+    return x, result, stats
+
+
+def tolerance_for(rtol: float, atol: float, vector: PyTree[Array]) -> Array:
+    """$\\max(\\text{rtol}\\,\\|b\\|_2, \\text{atol})$."""
+    return jnp.maximum(rtol * tree_two_norm(vector), atol)
+
+
+def transposed_options(options: dict[str, Any]) -> dict[str, Any]:
+    # y0 is dropped: it is a guess for the original system, not the transposed one.
+    if "preconditioner" in options:
+        return {"preconditioner": options["preconditioner"].transpose()}
+    return {}
+
+
+def conjugated_options(options: dict[str, Any]) -> dict[str, Any]:
+    if "preconditioner" in options:
+        return {"preconditioner": lx.conj(options["preconditioner"])}
+    return {}

@@ -1,0 +1,276 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import numpy as np
+import pytest
+
+import gramsolve as gs
+from helpers import (
+    flat,
+    flat_jacobian,
+    orthonormal,
+    pinn_gramian_setup,
+    psd_matrix,
+    psd_operator,
+)
+
+
+SIZE = 40
+EIGENVALUES = jnp.logspace(0, -4, SIZE)  # condition number 1e4
+MATRIX, EIGENVECTORS = psd_matrix(EIGENVALUES, key=5)
+VECTOR = jnp.cos(jnp.arange(SIZE) / 3.0)
+SOLVERS = {"cg": gs.CG, "minres": gs.MINRES}
+
+
+def _preconditioners(kind):
+    if kind == "none":
+        return {}
+    if kind == "jacobi":
+        return {"preconditioner": gs.JacobiPreconditioner(psd_operator(MATRIX))}
+    lowrank = gs.LowRank(
+        EIGENVECTORS[:, :10],
+        EIGENVALUES[:10],
+        jax.ShapeDtypeStruct((SIZE,), jnp.float64),
+    )
+    return {"preconditioner": gs.NystromPreconditioner(lowrank, 0.0)}
+
+
+@eqx.filter_jit
+def _nystrom(operator, rank):
+    return gs.nystrom(operator, rank, key=jax.random.PRNGKey(0))
+
+
+@eqx.filter_jit
+def _solve(matrix, vector, solver, options):
+    return lx.linear_solve(
+        psd_operator(matrix), vector, solver, options=options, throw=False
+    )
+
+
+@pytest.mark.parametrize(
+    "name, preconditioner",
+    [("cg", "none"), ("cg", "nystrom"), ("minres", "jacobi"), ("minres", "nystrom")],
+)
+def test_solution_and_norm_wise_stopping(name, preconditioner):
+    rtol = 1e-9
+    solution = _solve(
+        MATRIX,
+        VECTOR,
+        SOLVERS[name](rtol=rtol, atol=0.0),
+        _preconditioners(preconditioner),
+    )
+    assert solution.result == lx.RESULTS.successful
+    x = np.asarray(solution.value)
+    reference = np.linalg.solve(np.asarray(MATRIX), np.asarray(VECTOR))
+    residual = np.linalg.norm(np.asarray(VECTOR) - np.asarray(MATRIX) @ x)
+    # The reported residual is the true one and meets the norm-wise criterion.
+    np.testing.assert_allclose(solution.stats["residual_norm"], residual, rtol=1e-6)
+    assert residual <= rtol * np.linalg.norm(VECTOR)
+    np.testing.assert_allclose(
+        x, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max()
+    )
+    if preconditioner == "nystrom":
+        # The exact top-10 eigenpairs leave a spectrum in [1e-4, λ₁₀]: fewer steps.
+        plain = _solve(MATRIX, VECTOR, SOLVERS[name](rtol=rtol, atol=0.0), {})
+        assert solution.stats["num_steps"] < plain.stats["num_steps"]
+
+
+@pytest.mark.parametrize("name", ["cg", "minres"])
+def test_initial_guess_and_atol(name):
+    exact = jnp.linalg.solve(MATRIX, VECTOR)
+    solver = SOLVERS[name](rtol=1e-8, atol=0.0)
+    solution = _solve(MATRIX, VECTOR, solver, {"y0": exact})
+    assert solution.stats["num_steps"] == 0
+    np.testing.assert_allclose(solution.value, exact, rtol=1e-12)
+    # A loose absolute tolerance stops early, on the Euclidean norm.
+    loose = _solve(MATRIX, VECTOR, SOLVERS[name](rtol=0.0, atol=1e-1), {})
+    assert loose.result == lx.RESULTS.successful
+    assert 0 < loose.stats["residual_norm"] <= 1e-1
+    tight = _solve(MATRIX, VECTOR, solver, {})
+    assert loose.stats["num_steps"] < tight.stats["num_steps"]
+
+
+@pytest.mark.parametrize("name", ["cg", "minres"])
+def test_max_steps_reached(name):
+    solution = _solve(
+        MATRIX, VECTOR, SOLVERS[name](rtol=1e-12, atol=0.0, max_steps=3), {}
+    )
+    assert solution.result == lx.RESULTS.max_steps_reached
+    assert solution.stats["num_steps"] == 3
+    assert jnp.all(jnp.isfinite(solution.value))
+    with pytest.raises(Exception, match="maximum number of solver steps"):
+        lx.linear_solve(
+            psd_operator(MATRIX), VECTOR, SOLVERS[name](1e-12, 0.0, max_steps=3)
+        )
+
+
+@pytest.mark.parametrize("name", ["cg", "minres"])
+def test_jit_and_vmap_over_right_hand_sides(name):
+    vectors = jnp.stack([VECTOR, jnp.sin(jnp.arange(SIZE)), jnp.ones(SIZE)])
+    solver = SOLVERS[name](rtol=1e-10, atol=0.0)
+
+    @jax.jit
+    def solve_all(vectors):
+        solve = lambda b: lx.linear_solve(psd_operator(MATRIX), b, solver)
+        solutions = jax.vmap(solve)(vectors)
+        return solutions.value, solutions.stats["num_steps"]
+
+    values, steps = solve_all(vectors)
+    reference = np.linalg.solve(np.asarray(MATRIX), np.asarray(vectors).T).T
+    np.testing.assert_allclose(values, reference, rtol=1e-5, atol=1e-5)
+    assert steps.shape == (3,)
+
+
+@pytest.mark.parametrize("name", ["cg", "minres"])
+def test_gradients_match_cholesky(name):
+    factor = jax.random.normal(jax.random.PRNGKey(0), (8, 8)) / 3
+    vector = jnp.linspace(-1.0, 2.0, 8)
+
+    def loss(factor, vector, solver):
+        matrix = factor @ factor.T + 0.5 * jnp.eye(8)
+        x = lx.linear_solve(psd_operator(matrix), vector, solver).value
+        return jnp.sum(jnp.sin(x))
+
+    gradient = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
+    ours = gradient(factor, vector, SOLVERS[name](rtol=1e-13, atol=0.0))
+    reference = gradient(factor, vector, lx.Cholesky())
+    for got, expected in zip(ours, reference, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-10)
+
+
+def test_minres_on_a_singular_consistent_system():
+    # Rank 5 of 12, right-hand side in the range: MINRES from zero converges to the
+    # minimum-norm solution; with a Nyström preconditioner at μ = 0 it converges too.
+    eigenvalues = jnp.array([10.0, 5.0, 2.0, 1.0, 0.5] + [0.0] * 7)
+    matrix, q = psd_matrix(eigenvalues, key=6)
+    vector = matrix @ jnp.arange(1.0, 13.0)
+    solution = _solve(matrix, vector, gs.MINRES(1e-10, 0.0), {})
+    assert solution.result == lx.RESULTS.successful
+    np.testing.assert_allclose(
+        solution.value, np.linalg.pinv(np.asarray(matrix)) @ vector, rtol=1e-8
+    )
+    lowrank = gs.LowRank(
+        orthonormal(3, 12, 8),
+        jnp.array([4.0, 3.0, 2.0, 1.0, 0.5, 0.0, 0.0, 0.0]),
+        jax.ShapeDtypeStruct((12,), jnp.float64),
+    )
+    options = {"preconditioner": gs.NystromPreconditioner(lowrank, 0.0)}
+    preconditioned = _solve(matrix, vector, gs.MINRES(1e-10, 0.0), options)
+    assert preconditioned.result == lx.RESULTS.successful
+    residual = np.linalg.norm(vector - matrix @ preconditioned.value)
+    assert residual <= 1e-10 * np.linalg.norm(vector)
+
+
+def test_minres_on_a_singular_pinn_gramian():
+    # JJᵀ with more residuals (56) than parameters (17): singular, λ = 0. Dense here
+    # (the same numbers, a quicker compile); the matrix-free Gramian is exercised in
+    # the iteration-count test.
+    residuals, params = pinn_gramian_setup(40, 16, (2, 4, 1))
+    jac = flat_jacobian(residuals, params)
+    gramian = jac @ jac.T
+    vector = gramian @ jnp.ones(gramian.shape[0])  # in the range
+    lowrank = _nystrom(psd_operator(gramian), 20)
+    options = {"preconditioner": gs.NystromPreconditioner(lowrank, 0.0)}
+    solver = gs.MINRES(1e-8, 0.0, max_steps=500)
+    for solution in (
+        _solve(gramian, vector, solver, {}),
+        _solve(gramian, vector, solver, options),
+    ):
+        assert solution.result == lx.RESULTS.successful
+        residual = np.linalg.norm(vector - gramian @ solution.value)
+        assert residual <= 1e-8 * np.linalg.norm(vector)
+        np.testing.assert_allclose(solution.stats["residual_norm"], residual, rtol=1e-6)
+
+
+def test_iteration_counts_on_a_pinn_gramian():
+    # 2D Poisson PINN, tanh 2-12-1, m = 160, λ = 1e-8, rtol 1e-8 (norm-wise).
+    residuals, params = pinn_gramian_setup(120, 40, (2, 12, 1))
+    damping = 1e-8
+    key = jax.random.PRNGKey(0)
+
+    @jax.jit
+    def steps(params):
+        J = gs.JacobianOperator(residuals, params)
+        K = gs.ResidualGramian(J, damping)
+        solver = gs.CG(rtol=1e-8, atol=0.0, max_steps=5000)
+        factors = {
+            "nystrom": gs.nystrom(K, 60, key=key),
+            "greedy": gs.pivoted_cholesky(K, 60),
+            "random": gs.pivoted_cholesky(K, 60, pivoting="random", key=key),
+        }
+        out = {"plain": lx.linear_solve(K, J.residual_value, solver)}
+        for name, lowrank in factors.items():
+            out[name] = lx.linear_solve(
+                K,
+                J.residual_value,
+                solver,
+                options={"preconditioner": gs.NystromPreconditioner(lowrank, damping)},
+            )
+        return {name: s.stats["num_steps"] for name, s in out.items()}
+
+    counts = {name: int(value) for name, value in steps(params).items()}
+    assert counts["plain"] >= 100
+    for name in ("nystrom", "greedy", "random"):
+        assert counts[name] <= 10 and 20 * counts[name] <= counts["plain"], counts
+
+
+def test_pytree_vectors_and_negative_definite_operators():
+    structure = {"a": jax.ShapeDtypeStruct((3,), jnp.float64)}
+    matrix = np.asarray(MATRIX[:3, :3] + jnp.eye(3))
+    operator = lx.PyTreeLinearOperator(
+        {"a": {"a": -jnp.asarray(matrix)}}, structure, lx.negative_semidefinite_tag
+    )
+    vector = {"a": jnp.array([1.0, 2.0, 3.0])}
+    solution = lx.linear_solve(operator, vector, gs.CG(1e-12, 0.0))
+    np.testing.assert_allclose(
+        flat(solution.value), np.linalg.solve(-matrix, [1.0, 2.0, 3.0]), rtol=1e-9
+    )
+    indefinite = lx.MatrixLinearOperator(
+        jnp.diag(jnp.array([2.0, -1.0, 3.0])), lx.symmetric_tag
+    )
+    solution = lx.linear_solve(indefinite, jnp.ones(3), gs.MINRES(1e-12, 0.0))
+    np.testing.assert_allclose(solution.value, [0.5, -1.0, 1 / 3], rtol=1e-10)
+
+
+def test_breakdown_is_reported_and_finite():
+    # An indefinite matrix falsely tagged positive semidefinite: CG meets pᵀAp <= 0.
+    matrix = jnp.diag(jnp.array([1.0, -1.0]))
+    operator = lx.MatrixLinearOperator(matrix, lx.positive_semidefinite_tag)
+    solution = lx.linear_solve(
+        operator, jnp.array([1.0, 1.0]), gs.CG(1e-10, 0.0), throw=False
+    )
+    assert solution.result == lx.RESULTS.breakdown
+    assert jnp.all(jnp.isfinite(solution.value))
+    # The returned point is never worse than the start.
+    assert solution.stats["residual_norm"] <= jnp.sqrt(2.0) + 1e-12
+
+
+def test_bad_input():
+    square = lx.MatrixLinearOperator(jnp.eye(3))
+    with pytest.raises(ValueError, match="positive"):
+        lx.linear_solve(square, jnp.ones(3), gs.CG(1e-6, 0.0))
+    with pytest.raises(ValueError, match="symmetric"):
+        lx.linear_solve(square, jnp.ones(3), gs.MINRES(1e-6, 0.0))
+    spd = psd_operator(jnp.eye(3))
+    for solver in (gs.CG(1e-6, 0.0), gs.MINRES(1e-6, 0.0)):
+        with pytest.raises(ValueError, match="preconditioner must be tagged"):
+            lx.linear_solve(
+                spd, jnp.ones(3), solver, options={"preconditioner": square}
+            )
+        with pytest.raises(ValueError, match="same structure"):
+            lx.linear_solve(
+                spd,
+                jnp.ones(3),
+                solver,
+                options={"preconditioner": psd_operator(jnp.eye(4))},
+            )
+        with pytest.raises(ValueError, match="y0"):
+            lx.linear_solve(spd, jnp.ones(3), solver, options={"y0": jnp.ones(4)})
+    for cls in (gs.CG, gs.MINRES):
+        with pytest.raises(ValueError, match="rtol"):
+            cls(rtol=-1.0, atol=0.0)
+        with pytest.raises(ValueError, match="max_steps"):
+            cls(rtol=0.0, atol=0.0)
+        with pytest.raises(ValueError, match="max_steps"):
+            cls(rtol=1e-6, atol=0.0, max_steps=-2)
