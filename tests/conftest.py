@@ -4,6 +4,9 @@ import os
 # Tests run in float64 on the CPU; float32 coverage is explicit where it matters.
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# jaxlib's CPU LAPACK calls run on OpenBLAS; its threads fight XLA's for the cores and
+# made a 1000 × 1000 Cholesky solve 7× slower here (see README, "Performance notes").
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import jax  # noqa: E402
 

@@ -149,6 +149,8 @@ def load_example(name):
     if directory not in sys.path:
         sys.path.insert(0, directory)
     return importlib.import_module(name)
+
+
 def orthonormal(key, size, columns, dtype=jnp.float64):
     """A `size × columns` matrix with orthonormal columns (QR of a Gaussian, numpy)."""
     import numpy as np

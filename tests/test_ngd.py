@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import flat, flat_jacobian, init_mlp, poisson_residuals, scalar_mlp
 from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
+from helpers import flat, flat_jacobian, init_mlp, poisson_residuals, scalar_mlp
 
 
 def _problem(sizes=(2, 8, 1), n_interior=40, n_boundary=16):
@@ -29,7 +29,9 @@ def test_grid_line_search_picks_the_best_step():
     np.testing.assert_allclose(loss, (0.25 - 0.3) ** 2 + 1.0)
     assert bool(accepted)
     chunked = gs.ngd.GridLineSearch(batch_size=4)
-    assert float(jax.jit(lambda: chunked(loss_along, jnp.array(1.09), None))()[0]) == 0.25
+    assert (
+        float(jax.jit(lambda: chunked(loss_along, jnp.array(1.09), None))()[0]) == 0.25
+    )
     # nothing below the current loss: not accepted; non-finite losses never win
     _, _, accepted = search(loss_along, jnp.array(0.5), None)
     assert not bool(accepted)
@@ -41,11 +43,17 @@ def test_grid_line_search_picks_the_best_step():
 def test_armijo_backtracking():
     # L(η) = (η - 0.3)², L(0) = 0.09, L'(0) = -0.6
     loss_along = lambda eta: (eta - 0.3) ** 2
-    search = gs.ngd.ArmijoLineSearch(sufficient_decrease=0.5)
-    eta, loss, accepted = jax.jit(lambda: search(loss_along, jnp.array(0.09), jnp.array(-0.6)))()
-    # the first of 1, 1/2, 1/4, ... with (η-0.3)² <= 0.09 - 0.3η: η = 0.5
+    search = gs.ngd.ArmijoLineSearch()
+    eta, loss, accepted = jax.jit(
+        lambda: search(loss_along, jnp.array(0.09), jnp.array(-0.6))
+    )()
+    # the first of 1, 1/2, 1/4, ... with (η-0.3)² <= 0.09 - 0.6e-4 η: η = 1/2
     assert float(eta) == 0.5 and bool(accepted)
     np.testing.assert_allclose(loss, 0.04)
+    # a stricter condition, (η-0.3)² <= 0.09 - 0.3η, first holds at η = 1/4
+    strict = gs.ngd.ArmijoLineSearch(sufficient_decrease=0.5)
+    eta, loss, accepted = strict(loss_along, jnp.array(0.09), jnp.array(-0.6))
+    assert float(eta) == 0.25 and bool(accepted)
     with pytest.raises(ValueError, match="slope"):
         search(loss_along, jnp.array(0.09), None)
     with pytest.raises(ValueError, match="shrink"):
@@ -80,14 +88,16 @@ def test_second_directional_derivative_matches_jax():
     residuals, params = _problem()
     _, unravel = ravel_pytree(params)
     d = unravel(jax.random.normal(jax.random.PRNGKey(0), (flat(params).size,)))
-    ours = jax.jit(gs.ngd.second_directional_derivative, static_argnums=0)(residuals, params, d)
+    ours = eqx.filter_jit(gs.ngd.second_directional_derivative)(residuals, params, d)
 
     def along(t):
         moved = jax.tree_util.tree_map(lambda p, v: p + t * v, params, d)
         return flat(residuals(moved))
 
     reference = jax.jit(jax.jacfwd(jax.jacfwd(along)))(0.0)
-    np.testing.assert_allclose(flat(ours), reference, rtol=1e-9, atol=1e-9 * np.abs(reference).max())
+    np.testing.assert_allclose(
+        flat(ours), reference, rtol=1e-9, atol=1e-9 * np.abs(reference).max()
+    )
 
 
 def test_geodesic_acceleration_and_spring_against_dense():
@@ -99,12 +109,26 @@ def test_geodesic_acceleration_and_spring_against_dense():
 
     @eqx.filter_jit
     def directions(p, previous):
-        J, solution = gs.ngd.natural_gradient(residuals, p, damping, gs.Dense("residual"))
+        J, solution = gs.ngd.natural_gradient(
+            residuals, p, damping, gs.Dense("residual")
+        )
         acceleration = gs.ngd.geodesic_acceleration(
-            J, residuals, p, solution.value, damping, gs.Dense("residual"), solution.state
+            J,
+            residuals,
+            p,
+            solution.value,
+            damping,
+            gs.Dense("residual"),
+            solution.state,
         )
         spring, _ = gs.ngd.spring_direction(
-            J, J.residual_value, previous, 0.7, damping, gs.Dense("residual"), state=solution.state
+            J,
+            J.residual_value,
+            previous,
+            0.7,
+            damping,
+            gs.Dense("residual"),
+            state=solution.state,
         )
         return solution.value, acceleration.value, spring
 
@@ -112,24 +136,43 @@ def test_geodesic_acceleration_and_spring_against_dense():
     previous = unravel(jax.random.normal(jax.random.PRNGKey(5), (A.shape[1],)))
     d, a, phi = directions(params, previous)
     d_ref = np.linalg.solve(G, A.T @ r)
-    np.testing.assert_allclose(flat(d), d_ref, rtol=1e-6, atol=1e-9 * np.abs(d_ref).max())
-    curvature = flat(jax.jit(gs.ngd.second_directional_derivative, static_argnums=0)(residuals, params, d))
+    np.testing.assert_allclose(
+        flat(d), d_ref, rtol=1e-6, atol=1e-9 * np.abs(d_ref).max()
+    )
+    curvature = flat(
+        eqx.filter_jit(gs.ngd.second_directional_derivative)(residuals, params, d)
+    )
     a_ref = np.linalg.solve(G, A.T @ np.asarray(curvature))
-    np.testing.assert_allclose(flat(a), a_ref, rtol=1e-6, atol=1e-9 * np.abs(a_ref).max())
+    np.testing.assert_allclose(
+        flat(a), a_ref, rtol=1e-6, atol=1e-9 * np.abs(a_ref).max()
+    )
     p = flat(previous)
     phi_ref = 0.7 * p + np.linalg.solve(G, A.T @ (r - 0.7 * A @ p))
-    np.testing.assert_allclose(flat(phi), phi_ref, rtol=1e-6, atol=1e-9 * np.abs(phi_ref).max())
+    np.testing.assert_allclose(
+        flat(phi), phi_ref, rtol=1e-6, atol=1e-9 * np.abs(phi_ref).max()
+    )
 
 
 # --- optimizers --------------------------------------------------------------------
 
 
+def _training_problem():
+    problem = gs.problems.Poisson2D(interior_side=12, boundary_per_side=10)
+    params, apply = gs.problems.split_model(
+        gs.problems.MLP(2, [24], key=jax.random.PRNGKey(0))
+    )
+    return problem.residuals(apply), params
+
+
 OPTIMIZERS = {
     "engd": gs.ngd.ENGD(),
     "engd-armijo-lm": gs.ngd.ENGD(
-        damping=gs.ngd.LevenbergMarquardtDamping(), line_search=gs.ngd.ArmijoLineSearch()
+        damping=gs.ngd.LevenbergMarquardtDamping(),
+        line_search=gs.ngd.ArmijoLineSearch(),
     ),
-    "engd-iterative": gs.ngd.ENGD(solver=gs.Iterative(preconditioner=gs.Nystrom(rank=30))),
+    "engd-iterative": gs.ngd.ENGD(
+        solver=gs.Iterative(preconditioner=gs.Nystrom(rank=30))
+    ),
     "dngd": gs.ngd.DNGD(),
     "spring": gs.ngd.SPRING(),
     "sketchy": gs.ngd.SketchyNGD(rank=30),
@@ -139,19 +182,24 @@ OPTIMIZERS = {
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_optimizers_decrease_the_loss(name):
-    residuals, params = _problem()
+    residuals, params = _training_problem()
     optimizer = OPTIMIZERS[name]
     state = optimizer.init(params)
     initial = float(residuals.loss(params))
     losses = []
-    for _ in range(12):
+    for _ in range(15):
         params, state, info = optimizer.step(residuals, params, state)
         losses.append(float(info["loss"]))
         for key in ("loss", "step_size", "damping", "accepted"):
             assert key in info
     np.testing.assert_allclose(losses[-1], float(residuals.loss(params)), rtol=1e-10)
-    factor = 0.9 if name == "adam" else 1e-2
+    # From a random initialisation NGD first needs a few steps to find its basin;
+    # Adam moves slowly by design.
+    factor = 0.9 if name == "adam" else 0.5
     assert losses[-1] < factor * initial, (name, initial, losses)
+    assert all(
+        b <= a * (1 + 1e-12) for a, b in zip(losses, losses[1:], strict=False)
+    ) or name in ("adam", "spring")
     assert all(np.isfinite(flat(params)))
 
 
@@ -168,7 +216,9 @@ def test_engd_step_matches_hand_written_step():
     losses = [float(residuals.loss(unravel(flat(params) - eta * d))) for eta in grid]
     eta = grid[int(np.argmin(losses))]
     assert float(info["step_size"]) == eta
-    np.testing.assert_allclose(flat(new_params), flat(params) - eta * d, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        flat(new_params), flat(params) - eta * d, rtol=1e-7, atol=1e-9
+    )
 
 
 def test_adam_matches_optax():
@@ -193,7 +243,11 @@ def test_non_finite_step_is_rejected(name):
     # shifted parameters.
     points = jax.random.uniform(jax.random.PRNGKey(0), (20, 2))
     residuals = gs.Residuals(
-        {"r": gs.PointResidual(lambda p, x: jnp.log(scalar_mlp(p, x) + 10.0) - 1.0, points)}
+        {
+            "r": gs.PointResidual(
+                lambda p, x: jnp.log(scalar_mlp(p, x) + 10.0) - 1.0, points
+            )
+        }
     )
     params = init_mlp(jax.random.PRNGKey(1), [2, 5, 1])
     params[-1]["b"] = params[-1]["b"] - 20.0  # every residual is NaN here
@@ -221,24 +275,38 @@ def test_step_compiles_once():
     after_first = traces["n"]
     for k in range(3):
         # new points of the same shape (resampling) must not retrace either
-        moved = eqx.tree_at(lambda r: r.classes["r"].points, residuals, points * (0.9 - 0.1 * k))
+        moved = eqx.tree_at(
+            lambda r: r.classes["r"].points, residuals, points * (0.9 - 0.1 * k)
+        )
         params, state, _ = optimizer.step(moved, params, state)
     assert traces["n"] == after_first
 
 
 def test_train_budgets_and_history():
     residuals, params = _problem()
-    problem_errors = jax.jit(lambda p: {"size": sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(p))})
+    problem_errors = jax.jit(
+        lambda p: {"size": sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(p))}
+    )
     _, history = gs.ngd.train(
-        gs.ngd.ENGD(), residuals, params, steps=7, evaluate=problem_errors, evaluations=3, progress=False
+        gs.ngd.ENGD(),
+        residuals,
+        params,
+        steps=7,
+        evaluate=problem_errors,
+        evaluations=3,
+        progress=False,
     )
     assert history.steps == 7 and len(history.seconds) == 7
     assert history.evaluation_steps[0] == 0 and history.evaluation_steps[-1] == 7
     assert history.loss[-1] < history.loss[0]
-    assert all(b >= a for a, b in zip(history.seconds, history.seconds[1:], strict=False))
+    assert all(
+        b >= a for a, b in zip(history.seconds, history.seconds[1:], strict=False)
+    )
     summary = gs.ngd.summary(history)
     assert summary["steps"] == 7 and "size" in summary
-    _, timed = gs.ngd.train(gs.ngd.ENGD(), residuals, params, seconds=0.5, progress=False)
+    _, timed = gs.ngd.train(
+        gs.ngd.ENGD(), residuals, params, seconds=0.5, progress=False
+    )
     assert timed.seconds[-1] >= 0.5 and timed.seconds[-2] < 0.5
     with pytest.raises(ValueError, match="steps"):
         gs.ngd.train(gs.ngd.ENGD(), residuals, params)

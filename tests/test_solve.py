@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 import pytest
-from helpers import fit_residuals, flat, flat_jacobian, init_mlp, poisson_residuals
 from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
+from helpers import fit_residuals, flat, flat_jacobian, init_mlp, poisson_residuals
 
 
 # Two shapes: many parameters and few residuals (m << n), and the reverse (n << m).
@@ -47,16 +47,26 @@ EXACT_REGIMES = {
     "dense-residual": gs.Dense("residual"),
     "dense-parameter": gs.Dense("parameter"),
     "dense-smaller": gs.Dense(),
-    "cg-nystrom-residual": gs.Iterative("residual", rtol=1e-12, preconditioner=gs.Nystrom(rank=20)),
-    "cg-nystrom-parameter": gs.Iterative("parameter", rtol=1e-12, preconditioner=gs.Nystrom(rank=10)),
+    "cg-nystrom-residual": gs.Iterative(
+        "residual", rtol=1e-12, preconditioner=gs.Nystrom(rank=20)
+    ),
+    "cg-nystrom-parameter": gs.Iterative(
+        "parameter", rtol=1e-12, preconditioner=gs.Nystrom(rank=10)
+    ),
     "cg-pivchol-residual": gs.Iterative(
         "residual", rtol=1e-12, preconditioner=gs.PivotedCholesky(rank=20)
     ),
     "cg-rpchol-parameter": gs.Iterative(
-        "parameter", rtol=1e-12, preconditioner=gs.PivotedCholesky(rank=10, pivoting="random")
+        "parameter",
+        rtol=1e-12,
+        preconditioner=gs.PivotedCholesky(rank=10, pivoting="random"),
     ),
     "minres-jacobi": gs.Iterative(
-        "residual", method="minres", rtol=1e-12, preconditioner=gs.Jacobi(), max_steps=5000
+        "residual",
+        method="minres",
+        rtol=1e-12,
+        preconditioner=gs.Jacobi(),
+        max_steps=5000,
     ),
     "cg-plain": gs.Iterative(rtol=1e-12, preconditioner=None, max_steps=5000),
     "auto": gs.Auto(rtol=1e-12),
@@ -71,7 +81,9 @@ def test_every_regime_matches_dense_reference(shape, name):
     solution = _solve(residuals, params, damping, EXACT_REGIMES[name])
     reference, _ = _reference(residuals, params, damping)
     assert solution.result == lx.RESULTS.successful
-    np.testing.assert_allclose(flat(solution.value), reference, rtol=1e-6, atol=1e-8 * np.abs(reference).max())
+    np.testing.assert_allclose(
+        flat(solution.value), reference, rtol=1e-6, atol=1e-8 * np.abs(reference).max()
+    )
     stats = solution.stats
     for key in ("space", "method", "num_steps", "preconditioner", "rank"):
         assert key in stats
@@ -79,7 +91,10 @@ def test_every_regime_matches_dense_reference(shape, name):
         # d = Jᵀc with the residual-space coefficients kept
         J = gs.JacobianOperator(residuals, params)
         np.testing.assert_allclose(
-            flat(J.T.mv(solution.coefficients)), flat(solution.value), rtol=1e-10, atol=1e-12
+            flat(J.T.mv(solution.coefficients)),
+            flat(solution.value),
+            rtol=1e-10,
+            atol=1e-12,
         )
     else:
         assert solution.coefficients is None
@@ -95,7 +110,13 @@ def test_every_regime_matches_dense_reference(shape, name):
         gs.Iterative("residual", rtol=1e-13, preconditioner=gs.Nystrom(rank=30)),
         gs.Auto(rtol=1e-12),
     ],
-    ids=["dense-parameter", "dense-residual-woodbury", "cg-parameter", "cg-residual-woodbury", "auto"],
+    ids=[
+        "dense-parameter",
+        "dense-residual-woodbury",
+        "cg-parameter",
+        "cg-residual-woodbury",
+        "auto",
+    ],
 )
 def test_gramian_solve_arbitrary_gradient(shape, solver):
     residuals, params = _problem(shape)
@@ -105,7 +126,9 @@ def test_gramian_solve_arbitrary_gradient(shape, solver):
     solution = _gramian_solve(residuals, params, gradient, damping, solver)
     reference, _ = _reference(residuals, params, damping, gradient)
     assert solution.result == lx.RESULTS.successful
-    np.testing.assert_allclose(flat(solution.value), reference, rtol=1e-6, atol=1e-7 * np.abs(reference).max())
+    np.testing.assert_allclose(
+        flat(solution.value), reference, rtol=1e-6, atol=1e-7 * np.abs(reference).max()
+    )
 
 
 @pytest.mark.parametrize("space", ["residual", "parameter"])
@@ -114,7 +137,9 @@ def test_sketch_solve_within_its_bound(space):
     damping = 1e-2
     rank = 15
     J = eqx.filter_jit(gs.JacobianOperator)(residuals, params)
-    solution = eqx.filter_jit(gs.solve)(J, J.residual_value, damping, gs.SketchSolve(gs.Nystrom(rank=rank), space=space))
+    solution = eqx.filter_jit(gs.solve)(
+        J, J.residual_value, damping, gs.SketchSolve(gs.Nystrom(rank=rank), space=space)
+    )
     assert solution.stats["method"] == "sketch" and solution.stats["rank"] == rank
     A = np.asarray(flat_jacobian(residuals, params))
     r = np.asarray(flat(residuals(params)))
@@ -139,9 +164,13 @@ def test_sketch_solve_within_its_bound(space):
 def test_sketch_solve_full_rank_is_exact():
     residuals, params = _problem("wide")
     m = residuals.num_residuals(params)
-    solution = _solve(residuals, params, 1e-3, gs.SketchSolve(gs.Nystrom(rank=m), space="residual"))
+    solution = _solve(
+        residuals, params, 1e-3, gs.SketchSolve(gs.Nystrom(rank=m), space="residual")
+    )
     reference, _ = _reference(residuals, params, 1e-3)
-    np.testing.assert_allclose(flat(solution.value), reference, rtol=1e-5, atol=1e-7 * np.abs(reference).max())
+    np.testing.assert_allclose(
+        flat(solution.value), reference, rtol=1e-5, atol=1e-7 * np.abs(reference).max()
+    )
 
 
 def test_auto_choices_and_plan():
@@ -171,16 +200,23 @@ def test_auto_under_a_small_memory_budget():
     J = eqx.filter_jit(gs.JacobianOperator)(residuals, params)
     estimates = gs.plan(J, 1e-8).estimates
     dense = min(e.memory_bytes for e in estimates if e.regime.startswith("Dense"))
-    iterative = max(e.memory_bytes for e in estimates if e.regime.startswith("Iterative"))
+    iterative = max(
+        e.memory_bytes for e in estimates if e.regime.startswith("Iterative")
+    )
     assert iterative < dense
     small = gs.Auto(memory_budget=(iterative + dense) // 2)
     plan = gs.plan(J, 1e-8, small)
     assert isinstance(plan.choice, gs.Iterative)
-    assert "over budget" in str(plan) and plan.choice.estimate(J, "residual").memory_bytes <= small.memory_budget
+    assert (
+        "over budget" in str(plan)
+        and plan.choice.estimate(J, "residual").memory_bytes <= small.memory_budget
+    )
     solution = _solve(residuals, params, 1e-3, small)
     assert solution.stats["method"] == "cg"
     reference, _ = _reference(residuals, params, 1e-3)
-    np.testing.assert_allclose(flat(solution.value), reference, rtol=1e-4, atol=1e-6 * np.abs(reference).max())
+    np.testing.assert_allclose(
+        flat(solution.value), reference, rtol=1e-4, atol=1e-6 * np.abs(reference).max()
+    )
     # A concrete zero damping makes the matrix-free candidates use MINRES
     assert gs.plan(J, 0.0, small).choice.method == "minres"
 
@@ -201,11 +237,19 @@ def test_reuse_state_for_another_rhs(solver):
 
     J, solution = first(params)
     other = jax.tree_util.tree_map(lambda r: jnp.cos(3.0 * r), J.residual_value)
-    reused = eqx.filter_jit(lambda s: gs.solve(J, other, damping, solver, state=s))(solution.state)
+    reused = eqx.filter_jit(lambda s: gs.solve(J, other, damping, solver, state=s))(
+        solution.state
+    )
     fresh = eqx.filter_jit(lambda: gs.solve(J, other, damping, solver))()
-    np.testing.assert_allclose(flat(reused.value), flat(fresh.value), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        flat(reused.value), flat(fresh.value), rtol=1e-9, atol=1e-12
+    )
     # The reused solve does not factorise or sketch again.
-    jaxpr = str(eqx.filter_make_jaxpr(lambda s: gs.solve(J, other, damping, solver, state=s).value)(solution.state)[0])
+    jaxpr = str(
+        eqx.filter_make_jaxpr(
+            lambda s: gs.solve(J, other, damping, solver, state=s).value
+        )(solution.state)[0]
+    )
     assert "cholesky" not in jaxpr and "eigh" not in jaxpr
 
 
@@ -220,7 +264,10 @@ def test_jit_with_traced_damping():
     for damping in (1e-2, 1e-6):
         reference, _ = _reference(residuals, params, damping)
         np.testing.assert_allclose(
-            flat(direction(params, damping)), reference, rtol=1e-6, atol=1e-6 * np.abs(reference).max()
+            flat(direction(params, damping)),
+            reference,
+            rtol=1e-6,
+            atol=1e-6 * np.abs(reference).max(),
         )
 
 
@@ -233,7 +280,9 @@ def test_float32():
         value = flat(solution.value)
         assert value.dtype == jnp.float32
         assert solution.result == lx.RESULTS.successful
-        np.testing.assert_allclose(value, reference, rtol=2e-2, atol=2e-3 * np.abs(reference).max())
+        np.testing.assert_allclose(
+            value, reference, rtol=2e-2, atol=2e-3 * np.abs(reference).max()
+        )
 
 
 def test_bad_right_hand_sides():
@@ -254,7 +303,11 @@ def test_bad_right_hand_sides():
         gs.Iterative(method="gmres")
 
 
-@pytest.mark.parametrize("solver", [gs.Dense(), gs.Iterative(), gs.SketchSolve(gs.Nystrom(rank=5))], ids=["dense", "iterative", "sketch"])
+@pytest.mark.parametrize(
+    "solver",
+    [gs.Dense(), gs.Iterative(), gs.SketchSolve(gs.Nystrom(rank=5))],
+    ids=["dense", "iterative", "sketch"],
+)
 def test_non_finite_residual_reports_failure(solver):
     residuals, params = _problem("wide")
     J = gs.JacobianOperator(residuals, params)

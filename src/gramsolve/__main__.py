@@ -28,11 +28,17 @@ def demo(argv: list[str]) -> None:
         "or GPU), and write a convergence plot.",
     )
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="engd")
-    parser.add_argument("--seconds", type=float, default=60.0, help="optimization wall-time budget")
-    parser.add_argument("--steps", type=int, default=None, help="step budget (whichever ends first)")
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="optimization wall-time budget"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="step budget (whichever ends first)"
+    )
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--depth", type=int, default=2, help="hidden layers")
-    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder")
+    parser.add_argument(
+        "--out", type=Path, default=Path("demo-out"), help="output folder"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -44,7 +50,9 @@ def demo(argv: list[str]) -> None:
     from gramsolve._plots import plot_convergence
 
     problem = gs.problems.Poisson2D()
-    model = gs.problems.MLP(2, [args.width] * args.depth, key=jax.random.PRNGKey(args.seed))
+    model = gs.problems.MLP(
+        2, [args.width] * args.depth, key=jax.random.PRNGKey(args.seed)
+    )
     params, apply = gs.problems.split_model(model)
     residuals = problem.residuals(apply)
     n = gs.JacobianOperator(residuals, params).in_size()

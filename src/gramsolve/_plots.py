@@ -27,7 +27,9 @@ def plot_convergence(
             loss_axis.loglog(history.seconds, history.loss, label=label)
         if error in history.evaluations:
             seconds = [max(s, 1e-3) for s in history.evaluation_seconds]
-            error_axis.loglog(seconds, history.evaluations[error], marker=".", label=label)
+            error_axis.loglog(
+                seconds, history.evaluations[error], marker=".", label=label
+            )
     loss_axis.set(xlabel="wall time [s]", ylabel="loss ½‖r‖²", title="loss")
     error_axis.set(
         xlabel="wall time [s]",

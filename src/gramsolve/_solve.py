@@ -19,12 +19,20 @@ def _same_shapes(tree: PyTree[Any], expected: PyTree[jax.ShapeDtypeStruct]) -> b
         return False
     return all(
         g.shape == e.shape
-        for g, e in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected), strict=True)
+        for g, e in zip(
+            jax.tree_util.tree_leaves(got),
+            jax.tree_util.tree_leaves(expected),
+            strict=True,
+        )
     )
 
 
-def _check_rhs(jacobian: lx.AbstractLinearOperator, rhs: PyTree[Any], kind: RightHandSide):
-    expected = jacobian.out_structure() if kind == "residual" else jacobian.in_structure()
+def _check_rhs(
+    jacobian: lx.AbstractLinearOperator, rhs: PyTree[Any], kind: RightHandSide
+):
+    expected = (
+        jacobian.out_structure() if kind == "residual" else jacobian.in_structure()
+    )
     if _same_shapes(rhs, expected):
         return _checked_vector(rhs, expected, "gramsolve")
     other = jacobian.in_structure() if kind == "residual" else jacobian.out_structure()
@@ -46,9 +54,13 @@ def _default_key(key: PRNGKeyArray | None) -> PRNGKeyArray:
     return jax.random.PRNGKey(0) if key is None else key
 
 
-def _finish(value, coefficients, result, numbers, labels, state, throw: bool) -> Solution:
+def _finish(
+    value, coefficients, result, numbers, labels, state, throw: bool
+) -> Solution:
     if throw:
-        value, coefficients = result.error_if((value, coefficients), result != lx.RESULTS.successful)
+        value, coefficients = result.error_if(
+            (value, coefficients), result != lx.RESULTS.successful
+        )
     return Solution(
         value=value,
         result=result,
@@ -160,6 +172,13 @@ def plan(
     n = jacobian.in_size()
     estimate = solver.estimate(jacobian, rhs)
     dtype = str(jax.tree_util.tree_leaves(jacobian.out_structure())[0].dtype)
-    return Plan(m, n, dtype, rhs, Auto().budget(jax.numpy.dtype(dtype).itemsize),
-                (estimate,), solver, "chosen by the caller")
-
+    return Plan(
+        m,
+        n,
+        dtype,
+        rhs,
+        Auto().budget(jax.numpy.dtype(dtype).itemsize),
+        (estimate,),
+        solver,
+        "chosen by the caller",
+    )

@@ -4,7 +4,6 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 from jaxtyping import Array, PyTree
@@ -39,7 +38,9 @@ class Plan(eqx.Module):
             f"  {'regime':<44} {'est. time':>10} {'est. memory':>12}  notes",
         ]
         for estimate in self.estimates:
-            fits = "" if estimate.memory_bytes <= self.memory_budget else "  (over budget)"
+            fits = (
+                "" if estimate.memory_bytes <= self.memory_budget else "  (over budget)"
+            )
             lines.append(
                 f"  {estimate.regime:<44} {format_seconds(estimate.seconds):>10} "
                 f"{format_bytes(estimate.memory_bytes):>12}  {estimate.detail}{fits}"
@@ -95,9 +96,13 @@ class Auto(AbstractRegime):
 
     def __check_init__(self):
         if self.memory_budget is not None and self.memory_budget <= 0:
-            raise ValueError(f"Auto: memory_budget must be positive, got {self.memory_budget}")
+            raise ValueError(
+                f"Auto: memory_budget must be positive, got {self.memory_budget}"
+            )
         if not 0 < self.budget_fraction <= 1:
-            raise ValueError(f"Auto: budget_fraction must be in (0, 1], got {self.budget_fraction}")
+            raise ValueError(
+                f"Auto: budget_fraction must be in (0, 1], got {self.budget_fraction}"
+            )
         if self.max_rank <= 0:
             raise ValueError(f"Auto: max_rank must be positive, got {self.max_rank}")
 
@@ -118,12 +123,17 @@ class Auto(AbstractRegime):
         )
 
     def plan(
-        self, jacobian: lx.AbstractLinearOperator, rhs: RightHandSide, damping: Any = None
+        self,
+        jacobian: lx.AbstractLinearOperator,
+        rhs: RightHandSide,
+        damping: Any = None,
     ) -> Plan:
         m, n, dtype = sizes(jacobian)
         itemsize = dtype.itemsize
         budget = self.budget(itemsize)
-        method = "minres" if damping is not None and _is_concrete_zero(damping) else "cg"
+        method = (
+            "minres" if damping is not None and _is_concrete_zero(damping) else "cg"
+        )
         spaces = ("residual", "parameter") if rhs == "residual" else ("parameter",)
         candidates = [Dense(space=s) for s in spaces] + [
             self._iterative(s, m if s == "residual" else n, method) for s in spaces
@@ -144,15 +154,16 @@ class Auto(AbstractRegime):
                 reason += "; faster but over budget: " + ", ".join(
                     f"{e.regime} needs {format_bytes(e.memory_bytes)}" for e in faster
                 )
-            return Plan(m, n, str(dtype), rhs, budget,
-                        tuple(estimates), choice, reason)
+            return Plan(m, n, str(dtype), rhs, budget, tuple(estimates), choice, reason)
         # Nothing fits: shrink the preconditioner of the matrix-free solve in the
         # smaller space until it does.
         space = smaller_space(jacobian) if rhs == "residual" else "parameter"
         size = m if space == "residual" else n
         base = self._iterative(space, size, method, rank=0).estimate(jacobian, rhs)
         per_rank = 3 * size * itemsize
-        rank = min(self.max_rank, size, max(0, (budget - base.memory_bytes) // per_rank))
+        rank = min(
+            self.max_rank, size, max(0, (budget - base.memory_bytes) // per_rank)
+        )
         if base.memory_bytes > budget:
             raise ValueError(
                 f"Auto: no regime fits the memory budget of {format_bytes(budget)}: even "
@@ -167,8 +178,7 @@ class Auto(AbstractRegime):
             f"no candidate fits the budget; matrix-free in the smaller space with the "
             f"preconditioner rank cut to {rank} to fit"
         )
-        return Plan(m, n, str(dtype), rhs, budget,
-                    tuple(estimates), choice, reason)
+        return Plan(m, n, str(dtype), rhs, budget, tuple(estimates), choice, reason)
 
     def init(self, jacobian, damping, rhs, key) -> AutoState:
         regime = self.plan(jacobian, rhs, damping).choice

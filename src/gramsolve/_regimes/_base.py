@@ -38,9 +38,7 @@ def all_finite(tree: PyTree[Array]) -> Bool[Array, ""]:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
-def cast_like(
-    tree: PyTree[Array], like: PyTree[jax.ShapeDtypeStruct]
-) -> PyTree[Array]:
+def cast_like(tree: PyTree[Array], like: PyTree[jax.ShapeDtypeStruct]) -> PyTree[Array]:
     """`tree` with the dtypes of the structure `like`."""
     return jtu.tree_map(lambda x, s: jnp.asarray(x, s.dtype), tree, like)
 
@@ -83,7 +81,9 @@ class AbstractRegime(eqx.Module):
     @abc.abstractmethod
     def solve(
         self, state: Any, residual: PyTree[Array]
-    ) -> tuple[PyTree[Array], PyTree[Array] | None, lx.RESULTS, dict[str, Any], dict[str, str]]:
+    ) -> tuple[
+        PyTree[Array], PyTree[Array] | None, lx.RESULTS, dict[str, Any], dict[str, str]
+    ]:
         r"""$(J^\top J + \lambda I)^{-1} J^\top r$: returns the direction, the residual-
         space coefficients (or `None`), the result, numeric stats, and labels."""
 

@@ -62,7 +62,12 @@ def current_machine(itemsize: int) -> Machine:
 
 
 def linearisation_bytes(m: int, n: int, itemsize: int) -> int:
-    return int(LINEARISATION_WORDS_PER_RESIDUAL_PER_ROOT_PARAMETER * m * math.sqrt(n) * itemsize)
+    return int(
+        LINEARISATION_WORDS_PER_RESIDUAL_PER_ROOT_PARAMETER
+        * m
+        * math.sqrt(n)
+        * itemsize
+    )
 
 
 def format_bytes(count: int | float) -> str:

@@ -111,9 +111,15 @@ class Dense(AbstractRegime):
         # PINN Gram matrices mix residual classes whose rows differ by orders of
         # magnitude, and the scaled matrix factorises where the raw one breaks down.
         diagonal = jnp.diagonal(gram)
-        scale = jnp.where(diagonal > 0, 1 / jnp.sqrt(jnp.where(diagonal > 0, diagonal, 1)), 1)
-        factor, used_fallback = _jittered_cholesky(scale[:, None] * gram * scale[None, :])
-        return DenseState(jacobian, matrix, factor, scale, damping, used_fallback, space)
+        scale = jnp.where(
+            diagonal > 0, 1 / jnp.sqrt(jnp.where(diagonal > 0, diagonal, 1)), 1
+        )
+        factor, used_fallback = _jittered_cholesky(
+            scale[:, None] * gram * scale[None, :]
+        )
+        return DenseState(
+            jacobian, matrix, factor, scale, damping, used_fallback, space
+        )
 
     @staticmethod
     def _inverse(state: DenseState, vector: Array) -> Array:
@@ -126,7 +132,11 @@ class Dense(AbstractRegime):
             "rank": jnp.array(state.factor.shape[0]),
             "fallback": state.used_fallback,
         }
-        labels = {"space": state.space, "method": "dense-cholesky", "preconditioner": "none"}
+        labels = {
+            "space": state.space,
+            "method": "dense-cholesky",
+            "preconditioner": "none",
+        }
         return numbers, labels
 
     def solve(self, state: DenseState, residual: PyTree[Array]):

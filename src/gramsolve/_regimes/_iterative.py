@@ -1,7 +1,7 @@
 """Matrix-free regime: CG or MINRES on a damped Gramian, with a preconditioner."""
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -30,7 +30,11 @@ from ._cost import (
     PRECONDITIONED_ITERATIONS,
     SKETCH_FLOPS_PER_ENTRY,
 )
-from ._preconditioners import AbstractLowRankPreconditioner, AbstractPreconditioner, Nystrom
+from ._preconditioners import (
+    AbstractLowRankPreconditioner,
+    AbstractPreconditioner,
+    Nystrom,
+)
 
 
 class IterativeState(eqx.Module):
@@ -80,9 +84,13 @@ class Iterative(AbstractRegime):
     def __check_init__(self):
         check_space(self.space, "Iterative")
         if self.method not in ("cg", "minres"):
-            raise ValueError(f"Iterative: method must be 'cg' or 'minres', got {self.method!r}")
+            raise ValueError(
+                f"Iterative: method must be 'cg' or 'minres', got {self.method!r}"
+            )
         if self.max_steps <= 0:
-            raise ValueError(f"Iterative: max_steps must be positive, got {self.max_steps}")
+            raise ValueError(
+                f"Iterative: max_steps must be positive, got {self.max_steps}"
+            )
         if (self.rtol is not None and self.rtol < 0) or self.atol < 0:
             raise ValueError("Iterative: rtol and atol must be non-negative")
 
@@ -107,7 +115,9 @@ class Iterative(AbstractRegime):
         if self.preconditioner is None:
             preconditioner, rank = None, 0
         else:
-            preconditioner, rank = self.preconditioner.build(gramian, gramian.damping, key)
+            preconditioner, rank = self.preconditioner.build(
+                gramian, gramian.damping, key
+            )
         return IterativeState(jacobian, gramian, preconditioner, rank, space)
 
     def _labels(self, state: IterativeState) -> dict[str, str]:
@@ -115,7 +125,11 @@ class Iterative(AbstractRegime):
         return {"space": state.space, "method": self.method, "preconditioner": label}
 
     def _inverse(self, state: IterativeState, vector: PyTree[Array]):
-        options = {} if state.preconditioner is None else {"preconditioner": state.preconditioner}
+        options = (
+            {}
+            if state.preconditioner is None
+            else {"preconditioner": state.preconditioner}
+        )
         dtype = jnp.result_type(*jtu.tree_leaves(vector))
         solution = lx.linear_solve(
             state.gramian, vector, self._krylov(dtype), options=options, throw=False
@@ -133,7 +147,9 @@ class Iterative(AbstractRegime):
             coefficients, result, numbers = self._inverse(state, residual)
             value = state.jacobian.transpose().mv(coefficients)
         else:
-            value, result, numbers = self._inverse(state, state.jacobian.transpose().mv(residual))
+            value, result, numbers = self._inverse(
+                state, state.jacobian.transpose().mv(residual)
+            )
             coefficients = None
         result = combine_results(residual, value, result)
         return value, coefficients, result, numbers, self._labels(state)
@@ -159,7 +175,11 @@ class Iterative(AbstractRegime):
         rank = 0
         if isinstance(self.preconditioner, AbstractLowRankPreconditioner):
             rank = self.preconditioner.effective_rank(size)
-        iterations = PRECONDITIONED_ITERATIONS if self.preconditioner is not None else min(size, self.max_steps)
+        iterations = (
+            PRECONDITIONED_ITERATIONS
+            if self.preconditioner is not None
+            else min(size, self.max_steps)
+        )
         flops = (
             iterations * MATVEC_FLOPS_PER_ENTRY * m * n
             + rank * SKETCH_FLOPS_PER_ENTRY * m * n
@@ -169,11 +189,14 @@ class Iterative(AbstractRegime):
             2 * linearisation_bytes(m, n, itemsize)
             + (3 * rank * size + rank * rank + 8 * (m + n)) * itemsize
         )
-        label = "none" if self.preconditioner is None else f"{self.preconditioner.label} rank {rank}"
+        label = (
+            "none"
+            if self.preconditioner is None
+            else f"{self.preconditioner.label} rank {rank}"
+        )
         return Estimate(
             regime=f"Iterative(space={space!r}, method={self.method!r})",
             seconds=flops / machine.flops_per_second,
             memory_bytes=int(memory),
             detail=f"~{iterations} iterations, preconditioner {label}",
         )
-

@@ -38,7 +38,9 @@ class AbstractLowRankPreconditioner(AbstractPreconditioner):
 
     def __check_init__(self):
         if self.rank <= 0:
-            raise ValueError(f"{type(self).__name__}: rank must be positive, got {self.rank}")
+            raise ValueError(
+                f"{type(self).__name__}: rank must be positive, got {self.rank}"
+            )
 
     def effective_rank(self, size: int) -> int:
         return min(self.rank, size)

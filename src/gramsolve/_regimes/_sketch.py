@@ -95,7 +95,10 @@ class SketchSolve(AbstractRegime):
         return unravel(basis @ (scale * (basis.T @ flat)), vector)
 
     def _stats(self, state: SketchState):
-        numbers = {"num_steps": jnp.array(0), "rank": jnp.array(state.approximation.rank)}
+        numbers = {
+            "num_steps": jnp.array(0),
+            "rank": jnp.array(state.approximation.rank),
+        }
         labels = {
             "space": state.space,
             "method": "sketch",
@@ -127,7 +130,9 @@ class SketchSolve(AbstractRegime):
                 )
             inner = self._apply(state, state.jacobian.mv(gradient))
             projected = state.jacobian.transpose().mv(inner)
-            value = jtu.tree_map(lambda g, p: (g - p) / state.damping, gradient, projected)
+            value = jtu.tree_map(
+                lambda g, p: (g - p) / state.damping, gradient, projected
+            )
         result = combine_results(gradient, value, lx.RESULTS.successful)
         return (value, result, *self._stats(state))
 
@@ -139,7 +144,10 @@ class SketchSolve(AbstractRegime):
         rank = self.approximation.effective_rank(size)
         machine = current_machine(itemsize)
         flops = rank * SKETCH_FLOPS_PER_ENTRY * m * n + 4 * rank * rank * size
-        memory = 2 * linearisation_bytes(m, n, itemsize) + (3 * rank * size + rank**2) * itemsize
+        memory = (
+            2 * linearisation_bytes(m, n, itemsize)
+            + (3 * rank * size + rank**2) * itemsize
+        )
         return Estimate(
             regime=f"SketchSolve(space={space!r})",
             seconds=flops / machine.flops_per_second,

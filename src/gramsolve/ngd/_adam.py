@@ -38,11 +38,17 @@ class Adam(AbstractOptimizer):
         return AdamState(self._transform().init(params), jnp.array(0))
 
     @eqx.filter_jit
-    def step(self, residuals: AbstractResidual, params: PyTree[Array], state: AdamState):
+    def step(
+        self, residuals: AbstractResidual, params: PyTree[Array], state: AdamState
+    ):
         loss, gradient = jax.value_and_grad(residuals.loss)(params)
-        updates, optax_state = self._transform().update(gradient, state.optax_state, params)
+        updates, optax_state = self._transform().update(
+            gradient, state.optax_state, params
+        )
         finite = jnp.isfinite(loss) & jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)])
+            jnp.stack(
+                [jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]
+            )
         )
         new_params = jax.tree_util.tree_map(
             lambda p, u: jnp.where(finite, p + u, p), params, updates
@@ -52,7 +58,7 @@ class Adam(AbstractOptimizer):
         else:
             step_size = jnp.asarray(self.learning_rate)
         info = {
-            "loss": loss,
+            "loss": jnp.where(finite, residuals.loss(new_params), loss),
             "step_size": step_size,
             "damping": jnp.asarray(0.0),
             "accepted": finite,

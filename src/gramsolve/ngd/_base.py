@@ -26,7 +26,9 @@ def as_damping(value: AbstractDamping | float) -> AbstractDamping:
     return ConstantDamping(float(value))
 
 
-def tree_where(pred: Bool[Array, ""], new: PyTree[Array], old: PyTree[Array]) -> PyTree[Array]:
+def tree_where(
+    pred: Bool[Array, ""], new: PyTree[Array], old: PyTree[Array]
+) -> PyTree[Array]:
     return jtu.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 

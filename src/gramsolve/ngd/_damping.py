@@ -43,7 +43,9 @@ class ConstantDamping(AbstractDamping):
 
     def __check_init__(self):
         if not self.value >= 0:
-            raise ValueError(f"ConstantDamping: value must be non-negative, got {self.value}")
+            raise ValueError(
+                f"ConstantDamping: value must be non-negative, got {self.value}"
+            )
         if self.rejection_factor <= 1:
             raise ValueError("ConstantDamping: rejection_factor must be > 1")
 
@@ -53,7 +55,9 @@ class ConstantDamping(AbstractDamping):
     def update(self, damping, accepted, gain_ratio):
         del gain_ratio
         floor = jnp.asarray(self.value, damping.dtype)
-        raised = jnp.minimum(jnp.maximum(damping, 1e-12) * self.rejection_factor, self.maximum)
+        raised = jnp.minimum(
+            jnp.maximum(damping, 1e-12) * self.rejection_factor, self.maximum
+        )
         relaxed = jnp.maximum(floor, damping / self.rejection_factor)
         return jnp.where(accepted, relaxed, raised)
 
@@ -76,9 +80,13 @@ class LevenbergMarquardtDamping(AbstractDamping):
 
     def __check_init__(self):
         if not (0 < self.minimum <= self.initial <= self.maximum):
-            raise ValueError("LevenbergMarquardtDamping: need 0 < minimum <= initial <= maximum")
+            raise ValueError(
+                "LevenbergMarquardtDamping: need 0 < minimum <= initial <= maximum"
+            )
         if self.increase <= 1 or not 0 < self.decrease < 1:
-            raise ValueError("LevenbergMarquardtDamping: need increase > 1 and 0 < decrease < 1")
+            raise ValueError(
+                "LevenbergMarquardtDamping: need increase > 1 and 0 < decrease < 1"
+            )
         if not 0 <= self.bad <= self.good:
             raise ValueError("LevenbergMarquardtDamping: need 0 <= bad <= good")
 

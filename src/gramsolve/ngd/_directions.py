@@ -16,7 +16,10 @@ from .._solve import solve
 
 
 def tree_vdot(a: PyTree[Array], b: PyTree[Array]) -> Scalar:
-    return sum(jnp.vdot(x, y) for x, y in zip(jtu.tree_leaves(a), jtu.tree_leaves(b), strict=True))
+    return sum(
+        jnp.vdot(x, y)
+        for x, y in zip(jtu.tree_leaves(a), jtu.tree_leaves(b), strict=True)
+    )
 
 
 def tree_norm(a: PyTree[Array]) -> Scalar:
@@ -44,7 +47,9 @@ def natural_gradient(
         ```
     """
     jacobian = JacobianOperator(residuals, params)
-    solution = solve(jacobian, jacobian.residual_value, damping, solver, key=key, throw=False)
+    solution = solve(
+        jacobian, jacobian.residual_value, damping, solver, key=key, throw=False
+    )
     return jacobian, solution
 
 
@@ -104,7 +109,9 @@ def spring_direction(
     $\theta - \eta\phi_k$) and the solve."""
     momentum = jnp.asarray(momentum)
     correction = jacobian.mv(previous)
-    rhs = jtu.tree_map(lambda r, c: r - momentum.astype(r.dtype) * c, residual, correction)
+    rhs = jtu.tree_map(
+        lambda r, c: r - momentum.astype(r.dtype) * c, residual, correction
+    )
     solution = solve(jacobian, rhs, damping, solver, state=state, key=key, throw=False)
     direction = jtu.tree_map(
         lambda p, s: momentum.astype(p.dtype) * p + s, previous, solution.value

@@ -65,7 +65,13 @@ class DNGD(AbstractOptimizer):
         )
         direction = solution.value
         acceleration = geodesic_acceleration(
-            jacobian, residuals, params, direction, state.damping, self.solver, solution.state
+            jacobian,
+            residuals,
+            params,
+            direction,
+            state.damping,
+            self.solver,
+            solution.state,
         )
         ratio = 2 * tree_norm(acceleration.value) / tree_norm(direction)
         usable = jnp.isfinite(ratio)
@@ -92,5 +98,7 @@ class DNGD(AbstractOptimizer):
             extra_info={"acceleration_ratio": ratio},
         )
         eta = info["step_size"]
-        info["acceleration_used"] = info["accepted"] & usable & (eta * ratio <= self.acceleration_ratio)
+        info["acceleration_used"] = (
+            info["accepted"] & usable & (eta * ratio <= self.acceleration_ratio)
+        )
         return params, state, info

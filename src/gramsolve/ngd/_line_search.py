@@ -58,9 +58,13 @@ class GridLineSearch(AbstractLineSearch):
 
     def __check_init__(self):
         if not self.step_sizes or any(s <= 0 for s in self.step_sizes):
-            raise ValueError("GridLineSearch: step_sizes must be a non-empty tuple of positive numbers")
+            raise ValueError(
+                "GridLineSearch: step_sizes must be a non-empty tuple of positive numbers"
+            )
         if self.batch_size is not None and self.batch_size <= 0:
-            raise ValueError(f"GridLineSearch: batch_size must be positive, got {self.batch_size}")
+            raise ValueError(
+                f"GridLineSearch: batch_size must be positive, got {self.batch_size}"
+            )
 
     def __call__(self, loss_along, loss, slope):
         del slope
@@ -87,7 +91,9 @@ class ArmijoLineSearch(AbstractLineSearch):
 
     def __check_init__(self):
         if not 0 < self.shrink < 1:
-            raise ValueError(f"ArmijoLineSearch: shrink must be in (0, 1), got {self.shrink}")
+            raise ValueError(
+                f"ArmijoLineSearch: shrink must be in (0, 1), got {self.shrink}"
+            )
         if self.initial <= 0 or self.max_steps <= 0:
             raise ValueError("ArmijoLineSearch: initial and max_steps must be positive")
         if not 0 <= self.sufficient_decrease < 1:
@@ -95,7 +101,9 @@ class ArmijoLineSearch(AbstractLineSearch):
 
     def __call__(self, loss_along, loss, slope):
         if slope is None:
-            raise ValueError("ArmijoLineSearch needs the slope of the loss along the path")
+            raise ValueError(
+                "ArmijoLineSearch needs the slope of the loss along the path"
+            )
         dtype = jnp.result_type(loss)
 
         def insufficient(eta, trial):
@@ -125,7 +133,9 @@ class ConstantStepSize(AbstractLineSearch):
 
     def __check_init__(self):
         if self.step_size <= 0:
-            raise ValueError(f"ConstantStepSize: step_size must be positive, got {self.step_size}")
+            raise ValueError(
+                f"ConstantStepSize: step_size must be positive, got {self.step_size}"
+            )
 
     def __call__(self, loss_along, loss, slope):
         del slope

@@ -46,8 +46,15 @@ class SketchyNGD(AbstractOptimizer):
             raise ValueError(f"SketchyNGD: rank must be positive, got {self.rank}")
 
     def _engd(self) -> ENGD:
-        solver = SketchSolve(Nystrom(rank=self.rank), space=self.space, subspace_only=self.subspace_only)
-        return ENGD(solver=solver, damping=self.damping, line_search=self.line_search, seed=self.seed)
+        solver = SketchSolve(
+            Nystrom(rank=self.rank), space=self.space, subspace_only=self.subspace_only
+        )
+        return ENGD(
+            solver=solver,
+            damping=self.damping,
+            line_search=self.line_search,
+            seed=self.seed,
+        )
 
     def init(self, params: PyTree[Array]) -> NGDState:
         return initial_state(self.damping, self.seed)

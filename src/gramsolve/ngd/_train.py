@@ -38,7 +38,9 @@ class History:
     def seconds_per_step(self) -> float:
         return self.seconds[-1] / self.steps if self.steps else math.nan
 
-    def record_evaluation(self, seconds: float, step: int, values: dict[str, Any]) -> None:
+    def record_evaluation(
+        self, seconds: float, step: int, values: dict[str, Any]
+    ) -> None:
         self.evaluation_seconds.append(seconds)
         self.evaluation_steps.append(step)
         for name, value in values.items():
@@ -54,7 +56,8 @@ def train(
     seconds: float | None = None,
     evaluate: Callable[[PyTree[Array]], dict[str, Any]] | None = None,
     evaluations: int = 50,
-    resample: Callable[[AbstractResidual, PRNGKeyArray], AbstractResidual] | None = None,
+    resample: Callable[[AbstractResidual, PRNGKeyArray], AbstractResidual]
+    | None = None,
     key: PRNGKeyArray | None = None,
     progress: bool = True,
 ) -> tuple[PyTree[Array], History]:
@@ -118,7 +121,11 @@ def train(
         history.accepted.append(bool(info["accepted"]))
         bar.update(1)
         if step % 10 == 1:
-            bar.set_postfix(loss=f"{info['loss']:.3e}", eta=f"{info['step_size']:.2e}", t=f"{elapsed:.0f}s")
+            bar.set_postfix(
+                loss=f"{info['loss']:.3e}",
+                eta=f"{info['step_size']:.2e}",
+                t=f"{elapsed:.0f}s",
+            )
         progress_fraction = max(
             step / steps if steps is not None else 0.0,
             elapsed / seconds if seconds is not None else 0.0,
@@ -140,7 +147,9 @@ def summary(history: History) -> dict[str, float]:
         "seconds": history.seconds[-1] if history.seconds else 0.0,
         "seconds_per_step": history.seconds_per_step(),
         "loss": history.loss[-1] if history.loss else math.nan,
-        "accepted_fraction": float(np.mean(history.accepted)) if history.accepted else math.nan,
+        "accepted_fraction": float(np.mean(history.accepted))
+        if history.accepted
+        else math.nan,
     }
     for name, values in history.evaluations.items():
         out[name] = values[-1]
