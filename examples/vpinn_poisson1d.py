@@ -16,13 +16,13 @@ Run: `python examples/vpinn_poisson1d.py [--steps N] [--seconds S]`.
 
 import argparse
 
+import equinox as eqx
 import jax
 
 
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
-from _ngd import train  # noqa: E402
 
 import gramsolve as gs  # noqa: E402
 
@@ -65,19 +65,22 @@ def build(elements=64, order=6, width=32, depth=2, seed=0):
     return residuals, params, apply
 
 
-def main(steps=2000, seconds=110.0, damping=1e-10, log_every=100, **build_args):
+def main(steps=2000, seconds=110.0, damping=1e-10, show_progress=True, **build_args):
     residuals, params, apply = build(**build_args)
     error_rule = gs.pde.gauss_legendre_mesh(jnp.linspace(LOWER, UPPER, 201), 8)
     error = jax.jit(lambda p: relative_l2_error(apply, p, error_rule))
-    params, losses = train(
+    initial_loss = float(eqx.filter_jit(residuals.loss)(params))
+    params, history = gs.ngd.train(
+        gs.ngd.ENGD(damping=damping),
         residuals,
         params,
-        damping=damping,
         steps=steps,
         seconds=seconds,
-        log_every=log_every,
-        report=lambda p: f"relative L2 {float(error(p)):.2e}",
+        evaluate=lambda p: {"relative_l2": error(p)},
+        evaluations=10,
+        progress=show_progress,
     )
+    losses = [initial_loss, *history.loss]
     final = float(error(params))
     print(f"relative L2 error: {final:.3e}")
     return {"params": params, "losses": losses, "relative_l2": final}

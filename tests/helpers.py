@@ -139,8 +139,7 @@ def hat_slope_matrix_1d(breakpoints, x):
 
 
 def load_example(name):
-    """Imports `examples/<name>.py` as a module (its directory on the path, so that
-    its sibling `_ngd` helper imports)."""
+    """Imports `examples/<name>.py` as a module."""
     import importlib
     import pathlib
     import sys

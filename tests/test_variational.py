@@ -386,7 +386,7 @@ def test_bad_input():
 )
 def test_examples_train(name, options, capsys):
     example = load_example(name)
-    result = example.main(steps=30, seconds=60.0, log_every=0, **options)
+    result = example.main(steps=30, seconds=60.0, show_progress=False, **options)
     losses = np.asarray(result["losses"])
     # the line search never increases the loss; Gauss–Newton on these small
     # (underdetermined) weak systems drives it to round-off within 30 steps

@@ -228,8 +228,8 @@ def metric_features(
     Natural gradient descent in a general metric (Bioli, Sangalli, Marcati) steps
     along $d = (G + \lambda I)^{-1}\nabla L(\theta)$ where $\nabla L$ is the gradient
     of the actual loss (which need not be a least-squares residual in this metric):
-    with `J = gs.JacobianOperator(metric_features(...), params)`, solve with
-    `gs.ParameterGramian(J, λ)` (lineax) for the right-hand side $\nabla L$.
+    with `J = gs.JacobianOperator(metric_features(...), params)`, the direction is
+    [`gramsolve.gramian_solve`][]`(J, ∇L, λ)`, in any regime.
 
     !!! Example
 
@@ -237,8 +237,7 @@ def metric_features(
         features = gs.metric_features(apply, gs.pde.gauss_legendre(32, 0.0, 1.0), "H1")
         J = gs.JacobianOperator(features, params)
         gradient = jax.grad(loss)(params)
-        G = gs.ParameterGramian(J, 1e-8)
-        direction = lx.linear_solve(G, gradient, lx.Cholesky()).value
+        direction = gs.gramian_solve(J, gradient, 1e-8).value
         ```
     """
     if inner not in ("L2", "H1_0", "H1"):

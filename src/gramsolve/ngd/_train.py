@@ -101,7 +101,13 @@ def train(
     elapsed = 0.0
     next_evaluation = 1
     total = steps if steps is not None else None
-    bar = tqdm(total=total, disable=not progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
     step = 0
     while (steps is None or step < steps) and (seconds is None or elapsed < seconds):
         tick = time.perf_counter()
