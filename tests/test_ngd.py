@@ -177,6 +177,7 @@ OPTIMIZERS = {
     "spring": gs.ngd.SPRING(),
     "sketchy": gs.ngd.SketchyNGD(rank=30),
     "adam": gs.ngd.Adam(1e-2),
+    "lbfgs": gs.ngd.LBFGS(),
 }
 
 
@@ -195,11 +196,11 @@ def test_optimizers_decrease_the_loss(name):
     np.testing.assert_allclose(losses[-1], float(residuals.loss(params)), rtol=1e-10)
     # From a random initialisation NGD first needs a few steps to find its basin;
     # Adam moves slowly by design.
-    factor = 0.9 if name == "adam" else 0.5
+    factor = 0.9 if name in ("adam", "lbfgs") else 0.5
     assert losses[-1] < factor * initial, (name, initial, losses)
     assert all(
         b <= a * (1 + 1e-12) for a, b in zip(losses, losses[1:], strict=False)
-    ) or name in ("adam", "spring")
+    ) or name in ("adam", "spring", "lbfgs")
     assert all(np.isfinite(flat(params)))
 
 
@@ -259,7 +260,10 @@ def test_non_finite_step_is_rejected(name):
     assert float(new_state.damping) > float(state.damping)
 
 
-def test_step_compiles_once():
+@pytest.mark.parametrize(
+    "optimizer", [gs.ngd.ENGD(), gs.ngd.SPRING(), gs.ngd.LBFGS()], ids=["engd", "spring", "lbfgs"]
+)
+def test_step_compiles_once(optimizer):
     traces = {"n": 0}
 
     def interior(p, x):
@@ -269,7 +273,6 @@ def test_step_compiles_once():
     points = jax.random.uniform(jax.random.PRNGKey(0), (30, 2))
     residuals = gs.Residuals({"r": gs.PointResidual(interior, points)})
     params = init_mlp(jax.random.PRNGKey(1), [2, 5, 1])
-    optimizer = gs.ngd.ENGD()
     state = optimizer.init(params)
     params, state, _ = optimizer.step(residuals, params, state)
     after_first = traces["n"]
@@ -310,3 +313,25 @@ def test_train_budgets_and_history():
     assert timed.seconds[-1] >= 0.5 and timed.seconds[-2] < 0.5
     with pytest.raises(ValueError, match="steps"):
         gs.ngd.train(gs.ngd.ENGD(), residuals, params)
+
+
+def test_lbfgs_matches_optax():
+    residuals, params = _problem()
+    optimizer = gs.ngd.LBFGS()
+    state = optimizer.init(params)
+    transform = optax.lbfgs()
+    reference_state = transform.init(params)
+    reference = params
+
+    @eqx.filter_jit
+    def reference_step(reference, reference_state):
+        loss, grads = jax.value_and_grad(residuals.loss)(reference)
+        updates, reference_state = transform.update(
+            grads, reference_state, reference, value=loss, grad=grads, value_fn=residuals.loss
+        )
+        return optax.apply_updates(reference, updates), reference_state
+
+    for _ in range(3):
+        params, state, _ = optimizer.step(residuals, params, state)
+        reference, reference_state = reference_step(reference, reference_state)
+    np.testing.assert_allclose(flat(params), flat(reference), rtol=1e-9, atol=1e-12)

@@ -471,3 +471,36 @@ def test_existing_call_sites_keep_working():
     assert residuals.num_residuals(params) == 100 + 20
     errors = problem.errors(apply, params)
     assert set(errors) == {"rms", "relative_l2"} and float(errors["rms"]) > 0
+
+
+def test_rvpinn_poisson1d_weak_residual_against_scipy_quadrature():
+    from scipy import integrate
+
+    problem = P.RVPINNPoisson1D(num_test_functions=6, elements=10, order=8)
+    exact = problem.residuals(_exact(problem))
+    values = eqx.filter_jit(exact)(None)
+    assert float(jnp.max(jnp.abs(values["weak"]))) < 1e-10
+    assert float(jnp.max(jnp.abs(values["boundary"]))) < 1e-12
+
+    # u = u* + ε(1 - x²): the weak residual is ε ∫(-2x) v_n' dx, whitened by
+    # G^{-1/2} = diag(2 / (nπ)); the boundary residual is still zero
+    epsilon = 1e-2
+
+    def perturbed(params, x):
+        return problem.exact_solution(x) + epsilon * (1 - x[0] ** 2)
+
+    values = eqx.filter_jit(problem.residuals(perturbed))(None)
+    expected = []
+    for n in range(1, 7):
+        slope = lambda x, n=n: n * np.pi / 2 * np.cos(n * np.pi * (x + 1) / 2)
+        integral, _ = integrate.quad(lambda x, s=slope: -2 * x * s(x), -1, 1)
+        expected.append(epsilon * integral * 2 / (n * np.pi))
+    np.testing.assert_allclose(values["weak"], expected, atol=1e-12)
+    np.testing.assert_allclose(values["boundary"], 0.0, atol=1e-15)
+    # errors on the evaluation grid, by hand
+    errors = problem.errors(perturbed, None)
+    x = np.linspace(-1, 1, 1000)
+    difference = epsilon * (1 - x**2)
+    np.testing.assert_allclose(errors["rms"], np.sqrt(np.mean(difference**2)), rtol=1e-10)
+    with pytest.raises(ValueError, match="quadrature nodes"):
+        problem.residuals(_exact(problem), {"weak": jnp.zeros((3, 1)), "boundary": jnp.zeros((2, 1))})

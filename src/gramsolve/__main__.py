@@ -86,12 +86,19 @@ def demo(argv: list[str]) -> None:
     print(f"relative L2 error: {history.evaluations['relative_l2'][-1]:.3e}")
 
 
+def bench(argv: list[str]) -> None:
+    from gramsolve._bench import main as bench_main
+
+    bench_main(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"demo": demo}
+    commands = {"demo": demo, "bench": bench}
     if not argv or argv[0] not in commands:
         print(f"usage: python -m gramsolve {{{'|'.join(commands)}}} [options]")
         print("  demo   train the 2D Poisson PINN with a natural-gradient optimizer")
+        print("  bench  run the benchmark suites (training, solve, scale)")
         sys.exit(2)
     commands[argv[0]](argv[1:])
 

@@ -1,6 +1,11 @@
 """Natural-gradient building blocks and optimizers for custom training loops."""
 
-from ._adam import Adam as Adam, AdamState as AdamState
+from ._adam import (
+    Adam as Adam,
+    AdamState as AdamState,
+    LBFGS as LBFGS,
+    LBFGSState as LBFGSState,
+)
 from ._base import AbstractOptimizer as AbstractOptimizer, NGDState as NGDState
 from ._damping import (
     AbstractDamping as AbstractDamping,

@@ -1,4 +1,5 @@
-"""Adam (optax) behind the optimizer protocol, as the first-order baseline."""
+"""First-order and quasi-Newton baselines from optax (Adam, L-BFGS) behind the
+optimizer protocol."""
 
 from typing import Any
 
@@ -64,3 +65,76 @@ class Adam(AbstractOptimizer):
             "accepted": finite,
         }
         return new_params, AdamState(optax_state, state.count + 1), info
+
+
+def _strong(tree: Any) -> Any:
+    """Every array leaf with a strong dtype, so a state's types do not change between
+    the first step and the next (optax initialises some leaves weakly typed)."""
+    return jax.tree_util.tree_map(
+        lambda x: jnp.asarray(x, jnp.result_type(x)) if eqx.is_array_like(x) else x, tree
+    )
+
+
+def _cast_like(tree: Any, reference: Any) -> Any:
+    return jax.tree_util.tree_map(
+        lambda x, r: jnp.asarray(x, jnp.result_type(r)) if eqx.is_array(r) else x, tree, reference
+    )
+
+
+class LBFGSState(eqx.Module):
+    optax_state: Any
+    count: Int[Array, ""]
+
+
+class LBFGS(AbstractOptimizer):
+    r"""`optax.lbfgs` (limited-memory BFGS with a zoom line search satisfying the
+    strong Wolfe conditions) on $\tfrac12\|r(\theta)\|^2$, with the same protocol as
+    the NGD optimizers: the quasi-Newton baseline the papers compare against.
+
+    !!! Example
+
+        ```python
+        optimizer = gs.ngd.LBFGS(memory_size=10)
+        ```
+    """
+
+    memory_size: int = 10
+    max_linesearch_steps: int = 20
+
+    def _transform(self) -> optax.GradientTransformationExtraArgs:
+        return optax.lbfgs(
+            memory_size=self.memory_size,
+            linesearch=optax.scale_by_zoom_linesearch(
+                max_linesearch_steps=self.max_linesearch_steps, initial_guess_strategy="one"
+            ),
+        )
+
+    def init(self, params: PyTree[Array]) -> LBFGSState:
+        return LBFGSState(_strong(self._transform().init(params)), jnp.array(0))
+
+    @eqx.filter_jit
+    def step(self, residuals: AbstractResidual, params: PyTree[Array], state: LBFGSState):
+        loss, gradient = jax.value_and_grad(residuals.loss)(params)
+        updates, optax_state = self._transform().update(
+            gradient,
+            state.optax_state,
+            params,
+            value=loss,
+            grad=gradient,
+            value_fn=residuals.loss,
+        )
+        new_params = optax.apply_updates(params, updates)
+        new_loss = residuals.loss(new_params)
+        finite = jnp.isfinite(new_loss)
+        new_params = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(finite, new, old), new_params, params
+        )
+        step_size = optax.tree_utils.tree_get(optax_state, "learning_rate")
+        info = {
+            "loss": jnp.where(finite, new_loss, loss),
+            "step_size": jnp.asarray(step_size, loss.dtype),
+            "damping": jnp.asarray(0.0, loss.dtype),
+            "accepted": finite,
+        }
+        optax_state = _cast_like(optax_state, state.optax_state)
+        return new_params, LBFGSState(optax_state, state.count + 1), info

@@ -9,6 +9,7 @@ from ._poisson10d import Poisson10D as Poisson10D
 from ._poisson100d import Poisson100D as Poisson100D
 from ._problem import AbstractProblem as AbstractProblem
 from ._published import PublishedResult as PublishedResult
+from ._rvpinn_poisson1d import RVPINNPoisson1D as RVPINNPoisson1D
 from ._unit_cube_poisson import AbstractUnitCubePoisson as AbstractUnitCubePoisson
 
 
@@ -24,5 +25,6 @@ __all__ = [
     "Poisson10D",
     "Poisson100D",
     "PublishedResult",
+    "RVPINNPoisson1D",
     "split_model",
 ]

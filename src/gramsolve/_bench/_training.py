@@ -1,0 +1,159 @@
+"""The training suite: every optimizer for equal wall time on every problem."""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+from jax.flatten_util import ravel_pytree
+
+from .. import ngd, problems
+from .._plots import plot_convergence
+
+
+def problem_suite() -> dict[str, problems.AbstractProblem]:
+    """The benchmark problems, each as its source paper sets it up."""
+    return {
+        "poisson2d": problems.Poisson2D(),
+        "heat1d": problems.Heat1D(),
+        "poisson5d": problems.Poisson5D(),
+        "helmholtz2d": problems.Helmholtz2D(),
+        "rvpinn_poisson1d": problems.RVPINNPoisson1D(),
+    }
+
+
+def optimizer_suite() -> dict[str, ngd.AbstractOptimizer]:
+    """Every optimizer with its library defaults: nothing tuned per problem."""
+    return {
+        "ENGD": ngd.ENGD(),
+        "DNGD": ngd.DNGD(),
+        "SPRING": ngd.SPRING(),
+        "SketchyNGD": ngd.SketchyNGD(),
+        "Adam": ngd.Adam(),
+        "L-BFGS": ngd.LBFGS(),
+    }
+
+
+def _resampler(problem: problems.AbstractProblem, apply):
+    if not problem.resample_every_step:
+        return None
+    draw = jax.jit(problem.collocation_points)
+
+    def resample(residuals, key):
+        del residuals
+        return problem.residuals(apply, draw(key))
+
+    return resample
+
+
+def run_training_suite(
+    seconds: float,
+    out: Path,
+    *,
+    problem_names: list[str] | None = None,
+    optimizer_names: list[str] | None = None,
+    progress: bool = False,
+    log=print,
+) -> list[dict[str, Any]]:
+    """Trains every optimizer on every problem for `seconds` of optimization wall
+    time each; returns one row per run and writes one convergence plot per problem."""
+    all_problems = problem_suite()
+    all_optimizers = optimizer_suite()
+    problem_names = problem_names or list(all_problems)
+    optimizer_names = optimizer_names or list(all_optimizers)
+    rows = []
+    for problem_name in problem_names:
+        problem = all_problems[problem_name]
+        model = problem.default_model(jax.random.PRNGKey(problem.seed))
+        params, apply = problems.split_model(model)
+        residuals = problem.residuals(apply)
+        n = ravel_pytree(params)[0].size
+        m = residuals.num_residuals(params)
+        evaluate = eqx.filter_jit(lambda p, problem=problem, apply=apply: problem.errors(apply, p))
+        histories = {}
+        for optimizer_name in optimizer_names:
+            _, history = ngd.train(
+                all_optimizers[optimizer_name],
+                residuals,
+                params,
+                seconds=seconds,
+                evaluate=evaluate,
+                evaluations=25,
+                resample=_resampler(problem, apply),
+                progress=progress,
+            )
+            histories[optimizer_name] = history
+            summary = ngd.summary(history)
+            row = {
+                "problem": problem_name,
+                "optimizer": optimizer_name,
+                "rel_l2": summary["relative_l2"],
+                "rms": summary["rms"],
+                "seconds": summary["seconds"],
+                "steps": int(summary["steps"]),
+                "seconds_per_step": summary["seconds_per_step"],
+                "loss": summary["loss"],
+                "compile_seconds": history.compile_seconds,
+                "n": n,
+                "m": m,
+                "network": "-".join(map(str, [problem.dim, *problem.hidden, 1])),
+            }
+            rows.append(row)
+            log(
+                f"{problem_name:18s} {optimizer_name:11s} rel L2 {row['rel_l2']:.2e}  "
+                f"RMS {row['rms']:.2e}  {row['steps']:6d} steps  "
+                f"{1e3 * row['seconds_per_step']:8.1f} ms/step"
+            )
+        plot_convergence(
+            histories,
+            out / f"training_{problem_name}.png",
+            title=f"{problem_name}: n = {n}, m = {m}, {seconds:g} s per optimizer",
+        )
+    return rows
+
+
+def published_best(problem_name: str) -> dict[str, Any] | None:
+    """The best error a source paper reports on this problem with its network."""
+    problem = problem_suite()[problem_name]
+    reported = problem.reported()
+    if not reported:
+        return None
+    best = min(reported, key=lambda r: r.error)
+    return {
+        "optimizer": best.optimizer,
+        "error": best.error,
+        "metric": best.metric,
+        "seconds": best.seconds,
+        "source": best.source,
+    }
+
+
+def training_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one block per problem, with the paper's best reported number."""
+    lines = []
+    for problem_name in dict.fromkeys(r["problem"] for r in rows):
+        block = [r for r in rows if r["problem"] == problem_name]
+        best = published_best(problem_name)
+        paper = (
+            f"paper's best: {best['optimizer']} {best['metric'].replace('_', ' ')} "
+            f"{best['error']:.2e} in {best['seconds']:g} s"
+            if best
+            else "no published number recorded"
+        )
+        first = block[0]
+        lines += [
+            f"**{problem_name}** (MLP {first['network']}, n = {first['n']}, m = {first['m']}; "
+            f"{paper})",
+            "",
+            "| optimizer | relative L2 | RMS | steps | ms/step | seconds |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in block:
+            ms = 1e3 * r["seconds_per_step"] if not math.isnan(r["seconds_per_step"]) else math.nan
+            lines.append(
+                f"| {r['optimizer']} | {r['rel_l2']:.2e} | {r['rms']:.2e} | {r['steps']} | "
+                f"{ms:.1f} | {r['seconds']:.0f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
