@@ -233,6 +233,26 @@ def test_pytree_vectors_and_negative_definite_operators():
     np.testing.assert_allclose(solution.value, [0.5, -1.0, 1 / 3], rtol=1e-10)
 
 
+@pytest.mark.parametrize("name", ["cg", "minres"])
+def test_unreachable_tolerance_stagnates_early(name):
+    # κ ≈ 1e13 with λ = 1e-10: rtol 1e-12 is below what float64 reaches. The
+    # recurrence claims convergence, restarts do not improve the true residual, and
+    # the solve stops long before max_steps instead of spinning.
+    eigenvalues = jnp.concatenate([jnp.logspace(3, -8, 30), jnp.zeros(30)])
+    matrix, _ = psd_matrix(eigenvalues, key=7)
+    vector = matrix @ jnp.cos(jnp.arange(60.0)) + 1e-6 * jnp.sin(jnp.arange(60.0))
+    damped = matrix + 1e-10 * jnp.eye(60)
+    lowrank = _nystrom(psd_operator(matrix), 40)
+    options = {"preconditioner": gs.NystromPreconditioner(lowrank, 1e-10)}
+    solver = SOLVERS[name](rtol=1e-12, atol=0.0, max_steps=500)
+    solution = _solve(damped, vector, solver, options)
+    assert solution.result == lx.RESULTS.stagnation
+    assert solution.stats["num_steps"] < 50
+    residual = np.linalg.norm(vector - damped @ solution.value)
+    np.testing.assert_allclose(solution.stats["residual_norm"], residual, rtol=1e-6)
+    assert residual <= 1e-8 * np.linalg.norm(vector)
+
+
 def test_breakdown_is_reported_and_finite():
     # An indefinite matrix falsely tagged positive semidefinite: CG meets pᵀAp <= 0.
     matrix = jnp.diag(jnp.array([1.0, -1.0]))

@@ -53,9 +53,12 @@ class CG(lx.AbstractLinearSolver[KrylovState]):
     preconditioner application), `residual_norm` (the **true** residual norm $\|b - Ax\|_2$ of the
     returned solution), `num_restarts` and `max_steps`. The result is
     `RESULTS.max_steps_reached` when not converged within `max_steps` (default ten
-    times the size), `RESULTS.breakdown` when $p^\top Ap \le 0$ or
-    $r^\top P^{-1} r \le 0$ (operator or preconditioner not positive definite);
-    the solution is always finite.
+    times the size), `RESULTS.stagnation` when a restart does not improve the true
+    residual (the tolerance is below what rounding allows for this system: e.g.
+    rtol 1e-8 at $\lambda = 10^{-10}$ with $\lambda_{\max} \approx 10^3$ in
+    float64), `RESULTS.breakdown` when $p^\top Ap \le 0$ or $r^\top P^{-1} r \le 0$
+    (operator or preconditioner not positive definite); the solution is always
+    finite.
 
     !!! Example
 

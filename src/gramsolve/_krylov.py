@@ -120,7 +120,9 @@ def solve_with_restarts(
     matvec); if it does not meet the tolerance, the iteration restarts from there.
     Of the points whose true residual was computed (the start and the end of every
     run), the one with the smallest residual is returned, so a breakdown never
-    returns a worse point than the start.
+    returns a worse point than the start. A run that does not improve on the best
+    true residual ends the solve (`RESULTS.stagnation`): the tolerance is below what
+    rounding lets this system reach.
     """
     if start is None:
         x = jtu.tree_map(jnp.zeros_like, vector)
@@ -132,30 +134,46 @@ def solve_with_restarts(
     zero = jnp.array(0)
 
     def keep_going(state):
-        _, _, norm, _, _, steps, _, stopped = state
+        _, _, norm, _, _, steps, _, stopped, _ = state
         return (norm > tolerance) & (steps < max_steps) & ~stopped
 
     def restart(state):
-        x, residual, norm, best, best_norm, steps, runs, _ = state
+        x, residual, norm, best, best_norm, steps, runs, _, _ = state
         x, used, broke = run(x, residual, max_steps - steps)
         residual = jtu.tree_map(lambda b, ax: b - ax, vector, operator.mv(x))
         norm = tree_two_norm(residual)
         better = norm < best_norm
+        # A run that ends without improving the true residual has met the level
+        # rounding allows for this system: more restarts would only spin.
+        stagnated = (used > 0) & ~better & (norm > tolerance)
         best = jtu.tree_map(lambda new, old: jnp.where(better, new, old), x, best)
         best_norm = jnp.where(better, norm, best_norm)
         # A run that could not take a step (breakdown) would repeat forever.
-        stopped = broke | (used == 0)
-        return x, residual, norm, best, best_norm, steps + used, runs + 1, stopped
+        stopped = broke | (used == 0) | stagnated
+        return (
+            x,
+            residual,
+            norm,
+            best,
+            best_norm,
+            steps + used,
+            runs + 1,
+            stopped,
+            stagnated,
+        )
 
-    state = (x, residual, norm, x, norm, zero, zero, jnp.array(False))
+    false = jnp.array(False)
+    state = (x, residual, norm, x, norm, zero, zero, false, false)
     state = jax.lax.while_loop(keep_going, restart, state)
-    _, _, _, x, norm, steps, runs, _ = state
+    _, _, _, x, norm, steps, runs, _, stagnated = state
     converged = norm <= tolerance
     result = lx.RESULTS.where(
         converged,
         lx.RESULTS.successful,
         lx.RESULTS.where(
-            steps >= max_steps, lx.RESULTS.max_steps_reached, lx.RESULTS.breakdown
+            steps >= max_steps,
+            lx.RESULTS.max_steps_reached,
+            lx.RESULTS.where(stagnated, lx.RESULTS.stagnation, lx.RESULTS.breakdown),
         ),
     )
     stats = {

@@ -49,8 +49,11 @@ class MINRES(lx.AbstractLinearSolver[KrylovState]):
     `stats`: `num_steps` (iterations, one matvec and one preconditioner application
     each), `residual_norm` (the **true** $\|b - Ax\|_2$ of the returned solution),
     `num_restarts`, `max_steps`. `RESULTS.max_steps_reached` when not converged
-    (default limit: ten times the size; also what an inconsistent singular system
-    ends in), `RESULTS.breakdown` when the preconditioner is not positive definite.
+    (default limit: ten times the size), `RESULTS.stagnation` when a restart does
+    not improve the true residual (the tolerance is below what rounding allows, or
+    a singular system is inconsistent), `RESULTS.breakdown` when the preconditioner
+    is not positive definite. The returned point is the one of smallest true
+    residual among those checked (the start and the end of every run).
 
     Declares `assume_full_rank() = False`, so lineax differentiates it as a
     pseudo-inverse (the more general and more expensive rule).

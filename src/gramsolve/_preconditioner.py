@@ -37,21 +37,24 @@ class NystromPreconditioner(lx.AbstractLinearOperator):
     [`gramsolve.MINRES`][]). On the span of $U$ it scales direction $i$ by
     $(\hat\lambda_k + \mu)/(\hat\lambda_i + \mu) \in (0, 1]$ and leaves the
     complement alone, so $P^{-1}(A + \mu I)$ has its top $k$ eigenvalues pulled down
-    to about $\hat\lambda_k + \mu$ while the rest stay in $[\mu, \lambda_{k+1} + \mu]$.
+    to about $\hat\lambda_k + \mu$ while the rest stay near $[\mu, \lambda_{k+1} +
+    \mu]$ (exactly so for exact eigenpairs).
 
-    Numerics. $P^{-1}v = v + U\big((s - 1)\odot U^\top v\big)$ with
-    $s_i = (\hat\lambda_k + \mu)/(\hat\lambda_i + \mu)$, every $s_i$ in $(0, 1]$, so
-    the operator is symmetric positive definite and finite for any $\mu > 0$ (the
-    scales are kept at or above $100\epsilon$, the level below which rounding in
-    applying $P^{-1}$ would make it indefinite; this only matters when
-    $\hat\lambda_1/\mu$ exceeds about $10^{13}$ in float64, $10^{5}$ in float32): with a
-    factor of effective rank below $k$ ($\hat\lambda_k = 0$, the factor asked for more
-    rank than the operator has) the scales become $\mu/(\hat\lambda_i + \mu)$, which is
-    the right choice there, since the complement then holds only eigenvalues near
-    $\mu$. For $\mu = 0$ (singular systems, [`gramsolve.MINRES`][]) with
-    $\hat\lambda_k = 0$, the smallest positive $\hat\lambda_i$ takes the place of
-    $\hat\lambda_k$ and directions with $\hat\lambda_i = 0$ get scale 1, so the
-    preconditioner stays positive definite.
+    Numerics: $P^{-1}v = v + U\big((s - 1)\odot U^\top v\big)$ with
+    $s_i = (\hat\lambda_k + \mu)/(\hat\lambda_i + \mu) \in (0, 1]$, so the operator
+    is symmetric positive definite and finite:
+
+    - A factor of effective rank below $k$ ($\hat\lambda_k = 0$: it was asked for
+      more rank than the operator has) gives $s_i = \mu/(\hat\lambda_i + \mu)$,
+      the right choice there, since the complement then holds only eigenvalues near
+      $\mu$; zero eigenvalues give $s_i = 1$.
+    - For $\mu = 0$ (singular systems, [`gramsolve.MINRES`][]) with
+      $\hat\lambda_k = 0$, the smallest positive $\hat\lambda_i$ takes the place
+      of $\hat\lambda_k$, so the preconditioner stays definite.
+    - The scales are kept at or above $100\epsilon$: applying $P^{-1}$ rounds at
+      about $5\epsilon$, and a smaller scale would make the computed operator
+      indefinite and break CG down. This matters only when
+      $\hat\lambda_1/\mu \gtrsim 10^{13}$ in float64 ($10^{5}$ in float32).
 
     !!! Example
 
