@@ -261,7 +261,9 @@ def test_non_finite_step_is_rejected(name):
 
 
 @pytest.mark.parametrize(
-    "optimizer", [gs.ngd.ENGD(), gs.ngd.SPRING(), gs.ngd.LBFGS()], ids=["engd", "spring", "lbfgs"]
+    "optimizer",
+    [gs.ngd.ENGD(), gs.ngd.SPRING(), gs.ngd.LBFGS()],
+    ids=["engd", "spring", "lbfgs"],
 )
 def test_step_compiles_once(optimizer):
     traces = {"n": 0}
@@ -327,7 +329,12 @@ def test_lbfgs_matches_optax():
     def reference_step(reference, reference_state):
         loss, grads = jax.value_and_grad(residuals.loss)(reference)
         updates, reference_state = transform.update(
-            grads, reference_state, reference, value=loss, grad=grads, value_fn=residuals.loss
+            grads,
+            reference_state,
+            reference,
+            value=loss,
+            grad=grads,
+            value_fn=residuals.loss,
         )
         return optax.apply_updates(reference, updates), reference_state
 

@@ -501,6 +501,10 @@ def test_rvpinn_poisson1d_weak_residual_against_scipy_quadrature():
     errors = problem.errors(perturbed, None)
     x = np.linspace(-1, 1, 1000)
     difference = epsilon * (1 - x**2)
-    np.testing.assert_allclose(errors["rms"], np.sqrt(np.mean(difference**2)), rtol=1e-10)
+    np.testing.assert_allclose(
+        errors["rms"], np.sqrt(np.mean(difference**2)), rtol=1e-10
+    )
     with pytest.raises(ValueError, match="quadrature nodes"):
-        problem.residuals(_exact(problem), {"weak": jnp.zeros((3, 1)), "boundary": jnp.zeros((2, 1))})
+        problem.residuals(
+            _exact(problem), {"weak": jnp.zeros((3, 1)), "boundary": jnp.zeros((2, 1))}
+        )

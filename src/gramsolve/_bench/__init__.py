@@ -38,10 +38,19 @@ def main(argv: list[str]) -> None:
         "(every regime over a grid of sizes) and the scale suite (the largest network "
         "whose NGD step fits). Writes results.json, results.md and PNG plots.",
     )
-    parser.add_argument("--quick", action="store_true", help="short budgets (about 20 minutes on 2 CPU cores in all)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="short budgets (about 20 minutes on 2 CPU cores in all)",
+    )
     parser.add_argument("--suite", choices=[*SUITES, "all"], default="all")
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
-    parser.add_argument("--seconds", type=float, default=None, help="training wall time per optimizer and problem (default 15 with --quick, else 120)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="training wall time per optimizer and problem (default 15 with --quick, else 120)",
+    )
     parser.add_argument("--problems", nargs="*", default=None)
     parser.add_argument("--optimizers", nargs="*", default=None)
     parser.add_argument("--progress", action="store_true")
@@ -56,16 +65,24 @@ def main(argv: list[str]) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     suites = SUITES if args.suite == "all" else (args.suite,)
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
-    sections = [f"# gramsolve benchmarks\n\nMachine: {json.dumps(results['machine'])}\n"]
+    sections = [
+        f"# gramsolve benchmarks\n\nMachine: {json.dumps(results['machine'])}\n"
+    ]
     start = time.perf_counter()
     if "training" in suites:
         seconds = args.seconds or (15.0 if args.quick else 120.0)
         results["training_seconds"] = seconds
         results["training"] = run_training_suite(
-            seconds, args.out, problem_names=args.problems,
-            optimizer_names=args.optimizers, progress=args.progress,
+            seconds,
+            args.out,
+            problem_names=args.problems,
+            optimizer_names=args.optimizers,
+            progress=args.progress,
         )
-        sections.append(f"## Training ({seconds:g} s per optimizer and problem)\n\n" + training_table(results["training"]))
+        sections.append(
+            f"## Training ({seconds:g} s per optimizer and problem)\n\n"
+            + training_table(results["training"])
+        )
     if "solve" in suites:
         results["solve"] = run_solve_suite(args.quick, args.out)
         sections.append("## Solve regimes\n\n" + solve_table(results["solve"]))
@@ -77,5 +94,7 @@ def main(argv: list[str]) -> None:
     results["wall_seconds"] = time.perf_counter() - start
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     (args.out / "results.md").write_text("\n\n".join(sections) + "\n")
-    print(f"\nwrote {args.out / 'results.json'}, {args.out / 'results.md'} and plots "
-          f"({results['wall_seconds']:.0f} s)")
+    print(
+        f"\nwrote {args.out / 'results.json'}, {args.out / 'results.md'} and plots "
+        f"({results['wall_seconds']:.0f} s)"
+    )

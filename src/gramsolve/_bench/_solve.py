@@ -21,15 +21,24 @@ from ._timing import median_seconds
 
 
 DAMPING = 1e-6
-EXACT = ("dense-residual", "dense-parameter", "cg-nystrom-residual", "cg-nystrom-parameter")
+EXACT = (
+    "dense-residual",
+    "dense-parameter",
+    "cg-nystrom-residual",
+    "cg-nystrom-parameter",
+)
 
 
 def regimes(rank: int = 100) -> dict[str, gs.AbstractRegime]:
     return {
         "dense-residual": gs.Dense("residual"),
         "dense-parameter": gs.Dense("parameter"),
-        "cg-nystrom-residual": gs.Iterative("residual", rtol=1e-8, preconditioner=gs.Nystrom(rank)),
-        "cg-nystrom-parameter": gs.Iterative("parameter", rtol=1e-8, preconditioner=gs.Nystrom(rank)),
+        "cg-nystrom-residual": gs.Iterative(
+            "residual", rtol=1e-8, preconditioner=gs.Nystrom(rank)
+        ),
+        "cg-nystrom-parameter": gs.Iterative(
+            "parameter", rtol=1e-8, preconditioner=gs.Nystrom(rank)
+        ),
         "sketch-nystrom": gs.SketchSolve(gs.Nystrom(rank)),
         "auto": gs.Auto(rtol=1e-8),
     }
@@ -37,7 +46,9 @@ def regimes(rank: int = 100) -> dict[str, gs.AbstractRegime]:
 
 def poisson_pinn(width: int, side: int):
     """2D Poisson with `side`² interior points, MLP 2-width-width-1."""
-    pinn = gs.problems.Poisson2D(interior_side=side, boundary_per_side=max(2, side // 2))
+    pinn = gs.problems.Poisson2D(
+        interior_side=side, boundary_per_side=max(2, side // 2)
+    )
     model = gs.problems.MLP(2, [width, width], key=jax.random.PRNGKey(0))
     params, apply = gs.problems.split_model(model)
     return pinn.residuals(apply), params
@@ -55,7 +66,9 @@ def peak_bytes(fn, *args) -> int:
     if analysis is None:
         return -1
     return int(
-        analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+        analysis.temp_size_in_bytes
+        + analysis.argument_size_in_bytes
+        + analysis.output_size_in_bytes
     )
 
 
@@ -84,7 +97,11 @@ def run_cell(width: int, side: int) -> dict[str, Any]:
         seconds = median_seconds(compiled, params, repeat=3)
         value = np.asarray(ravel_pytree(compiled(params))[0])
         error = float(np.linalg.norm(value - reference) / np.linalg.norm(reference))
-        cell[name] = {"seconds": seconds, "bytes": peak_bytes(direction, params), "error": error}
+        cell[name] = {
+            "seconds": seconds,
+            "bytes": peak_bytes(direction, params),
+            "error": error,
+        }
     J = eqx.filter_jit(gs.JacobianOperator)(residuals, params)
     cell["auto_choice"] = str(gs.plan(J, DAMPING).choice)
     fastest = min(EXACT, key=lambda name: cell[name]["seconds"])
@@ -103,12 +120,16 @@ def hand_written_comparison() -> dict[str, float]:
         blocks = []
         for name in sorted(residuals.classes):
             res = residuals[name]
-            grads = jax.vmap(lambda x, res=res: ravel_pytree(jax.grad(res.fn)(p, x))[0])(res.points)
+            grads = jax.vmap(
+                lambda x, res=res: ravel_pytree(jax.grad(res.fn)(p, x))[0]
+            )(res.points)
             blocks.append(res.weight * grads)
         A = jnp.concatenate(blocks)
         r = ravel_pytree(residuals(p))[0]
         K = A @ A.T + DAMPING * jnp.eye(A.shape[0])
-        return A.T @ jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(K, lower=True), r)
+        return A.T @ jax.scipy.linalg.cho_solve(
+            jax.scipy.linalg.cho_factor(K, lower=True), r
+        )
 
     auto = eqx.filter_jit(_direction_fn(residuals, gs.Auto()))
     hand = median_seconds(hand_written, params)
@@ -151,7 +172,8 @@ def solve_table(result: dict[str, Any]) -> str:
             for k in names
         ]
         lines.append(
-            f"| {cell['n']} | {cell['m']} | " + " | ".join(entries)
+            f"| {cell['n']} | {cell['m']} | "
+            + " | ".join(entries)
             + f" | {cell['auto_choice']} | {cell['auto_over_fastest']:.2f} |"
         )
     comparison = result["hand_written"]
@@ -175,14 +197,26 @@ def plot_regime_map(cells: list[dict[str, Any]], path: Path) -> None:
     for name, marker in markers.items():
         chosen = [c for c in cells if c["fastest"] == name]
         if chosen:
-            axis.scatter([c["n"] for c in chosen], [c["m"] for c in chosen], marker=marker, s=120, label=name)
+            axis.scatter(
+                [c["n"] for c in chosen],
+                [c["m"] for c in chosen],
+                marker=marker,
+                s=120,
+                label=name,
+            )
     for c in cells:
         axis.annotate(
-            f"{c['auto_over_fastest']:.2f}", (c["n"], c["m"]), textcoords="offset points",
-            xytext=(8, -12), fontsize=8,
+            f"{c['auto_over_fastest']:.2f}",
+            (c["n"], c["m"]),
+            textcoords="offset points",
+            xytext=(8, -12),
+            fontsize=8,
         )
     axis.set(
-        xscale="log", yscale="log", xlabel="parameters n", ylabel="residuals m",
+        xscale="log",
+        yscale="log",
+        xlabel="parameters n",
+        ylabel="residuals m",
         title="fastest regime per cell (label: Auto / fastest)",
     )
     axis.legend(fontsize=8)

@@ -70,7 +70,9 @@ def run_training_suite(
         residuals = problem.residuals(apply)
         n = ravel_pytree(params)[0].size
         m = residuals.num_residuals(params)
-        evaluate = eqx.filter_jit(lambda p, problem=problem, apply=apply: problem.errors(apply, p))
+        evaluate = eqx.filter_jit(
+            lambda p, problem=problem, apply=apply: problem.errors(apply, p)
+        )
         histories = {}
         for optimizer_name in optimizer_names:
             _, history = ngd.train(
@@ -150,7 +152,11 @@ def training_table(rows: list[dict[str, Any]]) -> str:
             "|---|---|---|---|---|---|",
         ]
         for r in block:
-            ms = 1e3 * r["seconds_per_step"] if not math.isnan(r["seconds_per_step"]) else math.nan
+            ms = (
+                1e3 * r["seconds_per_step"]
+                if not math.isnan(r["seconds_per_step"])
+                else math.nan
+            )
             lines.append(
                 f"| {r['optimizer']} | {r['rel_l2']:.2e} | {r['rms']:.2e} | {r['steps']} | "
                 f"{ms:.1f} | {r['seconds']:.0f} |"

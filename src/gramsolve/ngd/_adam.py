@@ -71,13 +71,16 @@ def _strong(tree: Any) -> Any:
     """Every array leaf with a strong dtype, so a state's types do not change between
     the first step and the next (optax initialises some leaves weakly typed)."""
     return jax.tree_util.tree_map(
-        lambda x: jnp.asarray(x, jnp.result_type(x)) if eqx.is_array_like(x) else x, tree
+        lambda x: jnp.asarray(x, jnp.result_type(x)) if eqx.is_array_like(x) else x,
+        tree,
     )
 
 
 def _cast_like(tree: Any, reference: Any) -> Any:
     return jax.tree_util.tree_map(
-        lambda x, r: jnp.asarray(x, jnp.result_type(r)) if eqx.is_array(r) else x, tree, reference
+        lambda x, r: jnp.asarray(x, jnp.result_type(r)) if eqx.is_array(r) else x,
+        tree,
+        reference,
     )
 
 
@@ -105,7 +108,8 @@ class LBFGS(AbstractOptimizer):
         return optax.lbfgs(
             memory_size=self.memory_size,
             linesearch=optax.scale_by_zoom_linesearch(
-                max_linesearch_steps=self.max_linesearch_steps, initial_guess_strategy="one"
+                max_linesearch_steps=self.max_linesearch_steps,
+                initial_guess_strategy="one",
             ),
         )
 
@@ -113,7 +117,9 @@ class LBFGS(AbstractOptimizer):
         return LBFGSState(_strong(self._transform().init(params)), jnp.array(0))
 
     @eqx.filter_jit
-    def step(self, residuals: AbstractResidual, params: PyTree[Array], state: LBFGSState):
+    def step(
+        self, residuals: AbstractResidual, params: PyTree[Array], state: LBFGSState
+    ):
         loss, gradient = jax.value_and_grad(residuals.loss)(params)
         updates, optax_state = self._transform().update(
             gradient,

@@ -12,6 +12,7 @@ import lineax as lx
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree, Scalar
 
 from .._jacobian import JacobianOperator
+from .._regimes._base import all_finite
 from .._residual import AbstractResidual
 from .._solution import Solution
 from ._damping import AbstractDamping, ConstantDamping
@@ -72,6 +73,19 @@ class AbstractOptimizer(eqx.Module):
         pass
 
 
+def usable(solution: Solution) -> Bool[Array, ""]:
+    """Whether a direction may be tried: an iterative solve that stopped early (step
+    limit, stagnation at round-off) still gives a descent direction for the
+    Gauss–Newton model, and the line search guards the step; non-finite input or
+    output, singular systems and breakdowns do not."""
+    result = solution.result
+    return (
+        (result == lx.RESULTS.successful)
+        | (result == lx.RESULTS.max_steps_reached)
+        | (result == lx.RESULTS.stagnation)
+    ) & all_finite(solution.value)
+
+
 def residual_loss(jacobian: JacobianOperator) -> Scalar:
     return 0.5 * sum(jnp.sum(r**2) for r in jtu.tree_leaves(jacobian.residual_value))
 
@@ -92,8 +106,9 @@ def line_search_update(
 ) -> tuple[PyTree[Array], NGDState, dict[str, Any]]:
     """Line search along `path`, accept or reject, update the damping.
 
-    A step is rejected (parameters unchanged, damping raised) when the solve failed,
-    the direction or the loss is not finite, or no step size decreased the loss.
+    A step is rejected (parameters unchanged, damping raised) when the solve failed
+    (see `usable`), the direction or the loss is not finite, or no step size
+    decreased the loss.
     """
     loss = residual_loss(jacobian)
     residual = jacobian.residual_value
@@ -105,8 +120,7 @@ def line_search_update(
         return residuals.loss(path(eta))
 
     eta, trial_loss, found = line_search(loss_along, loss, slope)
-    solved = solution.result == lx.RESULTS.successful
-    accepted = found & solved & jnp.isfinite(trial_loss)
+    accepted = found & usable(solution) & jnp.isfinite(trial_loss)
     new_params = tree_where(accepted, path(eta), params)
 
     gain_ratio = None

@@ -3,7 +3,6 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import lineax as lx
 from jaxtyping import Array, PyTree
 
 from .._jacobian import JacobianOperator
@@ -17,6 +16,7 @@ from ._base import (
     residual_loss,
     tree_axpy,
     tree_where,
+    usable,
 )
 from ._damping import AbstractDamping
 from ._directions import spring_direction, tree_norm
@@ -83,11 +83,7 @@ class SPRING(AbstractOptimizer):
         eta = jnp.minimum(self.learning_rate, jnp.sqrt(self.norm_constraint) / norm)
         candidate = tree_axpy(-eta, direction, params)
         new_loss = residuals.loss(candidate)
-        accepted = (
-            (solution.result == lx.RESULTS.successful)
-            & jnp.isfinite(norm)
-            & jnp.isfinite(new_loss)
-        )
+        accepted = usable(solution) & jnp.isfinite(norm) & jnp.isfinite(new_loss)
         zeros = jax.tree_util.tree_map(jnp.zeros_like, direction)
         new_state = NGDState(
             damping=self.damping.update(state.damping, accepted, None),

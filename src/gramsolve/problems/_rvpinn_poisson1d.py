@@ -75,7 +75,9 @@ class RVPINNPoisson1D(AbstractProblem):
         return jnp.pi**2 * jnp.sin(jnp.pi * (x[0] + 1.0))
 
     def _quadrature(self):
-        return gauss_legendre_mesh(jnp.linspace(LOWER, UPPER, self.elements + 1), self.order)
+        return gauss_legendre_mesh(
+            jnp.linspace(LOWER, UPPER, self.elements + 1), self.order
+        )
 
     def collocation_points(
         self, key: PRNGKeyArray | None = None
