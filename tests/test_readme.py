@@ -1,0 +1,16 @@
+"""The README's code runs as written (with a shorter training budget)."""
+
+import pathlib
+import re
+
+
+def test_readme_code_blocks_run(capsys):
+    text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2
+    code = "\n".join(blocks).replace("seconds=60", "seconds=2")
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert "choice: Dense" in capsys.readouterr().out
+    history = namespace["history"]
+    assert history.loss[-1] < 1e-3 * history.loss[0]
