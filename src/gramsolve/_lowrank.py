@@ -42,11 +42,11 @@ class LowRank(lx.AbstractLinearOperator):
 
     - `mv(v)` $= U(\Lambda \odot U^\top v)$, $O(\text{size} \cdot \text{rank})$.
     - `solve_damped(v, λ)` $= (\hat A + \lambda I)^{-1} v
-      = U \operatorname{diag}\big(\tfrac{1}{\Lambda + \lambda}\big) U^\top v
-      + \tfrac{1}{\lambda}(v - U U^\top v)$ for $\lambda > 0$: the sketch-and-solve
+      = U \operatorname{diag}\big(\tfrac{1}{\Lambda + \lambda}\big) U^\top v +
+      \tfrac{1}{\lambda}(v - U U^\top v)$ for $\lambda > 0$: the sketch-and-solve
       step, exact for $\hat A$, written as
-      $\tfrac{1}{\lambda} v + U \operatorname{diag}\big(\tfrac{1}{\Lambda+\lambda}
-      - \tfrac{1}{\lambda}\big) U^\top v$ so that directions with zero eigenvalue
+      $\tfrac{1}{\lambda} v + U \operatorname{diag}\big(\tfrac{1}{\Lambda+\lambda} -
+      \tfrac{1}{\lambda}\big) U^\top v$ so that directions with zero eigenvalue
       contribute nothing.
 
     Tagged symmetric and positive semidefinite for lineax.

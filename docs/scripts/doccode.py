@@ -1,0 +1,211 @@
+"""Extract and run the python code of the documentation pages.
+
+    python docs/scripts/doccode.py PAGE [--figures DIR] [--outputs] [--timing]
+
+runs one page (a path below `docs/`) in this process, as a reader would: figures go
+to DIR (default: a temporary folder), `--outputs` writes what each block printed to
+`docs/outputs/`, `--timing` reports each block's time on stderr.
+
+Every fenced block that opens with exactly ```` ```python ```` is code that runs: the
+blocks of one page run in order, in one namespace, as a reader would paste them.
+Blocks opened any other way (```` ```text ````, ```` ```bash ````, or
+```` ```{.python .no-run} ```` for a fragment that is shown but not run) are not run.
+
+A page shows what a block printed by including a captured output file right after
+the block:
+
+    ```text
+    --8<-- "docs/outputs/<page>-<k>.txt"
+    ```
+
+where `<page>` is the page's path below `docs/` with `/` replaced by `-` and without
+`.md`, and `<k>` is the block's number on the page (1-based, counting run blocks
+only). `make_figures.py` writes those files; `tests/test_docs.py` runs the blocks and
+checks that each include sits after the block it names.
+
+Figures go to the folder in the environment variable `GRAMSOLVE_DOCS_OUT`.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+DOCS = Path(__file__).resolve().parent.parent
+OUTPUTS = DOCS / "outputs"
+# The pages whose code runs, in the order of the navigation.
+# Pages without python blocks are skipped; "tutorials/scaling.md" runs once it exists.
+PAGES = (
+    "index.md",
+    "getting-started.md",
+    "tutorials/first-step.md",
+    "tutorials/preconditioners.md",
+    "tutorials/ngd-loop.md",
+    "tutorials/variational.md",
+    "tutorials/regimes.md",
+    "tutorials/scaling.md",
+    "how-to-choose.md",
+    "benchmarks.md",
+)
+_FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+_INCLUDE = re.compile(r'--8<-- "docs/outputs/(?P<name>[\w.-]+)-(?P<block>\d+)\.txt"')
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    page: str
+    number: int  # 1-based among the page's run blocks
+    line: int  # 1-based line of the opening fence
+    end_line: int  # 1-based line of the closing fence
+    code: str
+
+
+def pages_with_code() -> list[str]:
+    """The pages that exist and have python blocks to run."""
+    return [p for p in PAGES if (DOCS / p).is_file() and python_blocks(p)]
+
+
+def page_name(page: str) -> str:
+    return page.removesuffix(".md").replace("/", "-")
+
+
+def output_path(page: str, number: int) -> Path:
+    return OUTPUTS / f"{page_name(page)}-{number}.txt"
+
+
+def _fences(text: str):
+    """(opening line index, closing line index, info string, body lines) of each
+    fenced block."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        fence, indent = match["fence"], len(match["indent"])
+        for j in range(i + 1, len(lines)):
+            closing = _FENCE.match(lines[j])
+            if (
+                closing
+                and closing["fence"][0] == fence[0]
+                and len(closing["fence"]) >= len(fence)
+                and not closing["info"].strip()
+            ):
+                body = [line[indent:] for line in lines[i + 1 : j]]
+                yield i, j, match["info"].strip(), body
+                i = j + 1
+                break
+        else:
+            raise ValueError(f"unclosed code fence at line {i + 1}")
+
+
+def python_blocks(page: str) -> list[Block]:
+    text = (DOCS / page).read_text()
+    blocks = []
+    for start, end, info, body in _fences(text):
+        if info == "python":
+            blocks.append(
+                Block(page, len(blocks) + 1, start + 1, end + 1, "\n".join(body))
+            )
+    return blocks
+
+
+def output_includes(page: str) -> list[tuple[int, str, int]]:
+    """(line of the include, page name it names, block number it names) for each
+    captured-output include on the page."""
+    found = []
+    for number, line in enumerate((DOCS / page).read_text().splitlines(), start=1):
+        match = _INCLUDE.search(line)
+        if match:
+            found.append((number, match["name"], int(match["block"])))
+    return found
+
+
+def check_includes(page: str) -> list[str]:
+    """Problems with the page's output includes: each must name this page, sit in a
+    ```text fence right after the block it names, and point at an existing file."""
+    problems = []
+    blocks = {b.number: b for b in python_blocks(page)}
+    fences = list(_fences((DOCS / page).read_text()))
+    for line, name, number in output_includes(page):
+        if name != page_name(page):
+            problems.append(f"{page}:{line}: includes the output of page {name}")
+            continue
+        block = blocks.get(number)
+        if block is None:
+            problems.append(f"{page}:{line}: there is no python block {number}")
+            continue
+        following = [f for f in fences if f[0] + 1 > block.end_line]
+        if not following or not (following[0][0] < line <= following[0][1] + 1):
+            problems.append(
+                f"{page}:{line}: the output of block {number} (line {block.line}) "
+                "must be in the fence right after it"
+            )
+        elif following[0][2] != "text":
+            problems.append(f"{page}:{line}: put captured output in a ```text fence")
+        if not output_path(page, number).exists():
+            problems.append(f"{page}:{line}: {output_path(page, number)} is missing")
+    return problems
+
+
+def run_page(page: str, figures: Path, *, timing: bool = False) -> dict[int, str]:
+    """Runs the page's python blocks in order in one namespace, with figures going to
+    `figures`. Returns what each block printed. Tracebacks name the page and line."""
+    os.environ["GRAMSOLVE_DOCS_OUT"] = str(figures)
+    namespace: dict = {"__name__": "__docs__"}
+    printed = {}
+    for block in python_blocks(page):
+        # Pad with newlines so that line numbers in tracebacks are the page's own.
+        code = compile("\n" * block.line + block.code, f"docs/{page}", "exec")
+        buffer = io.StringIO()
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(buffer):
+            exec(code, namespace)
+        printed[block.number] = buffer.getvalue()
+        if timing:
+            print(
+                f"{page} block {block.number} (line {block.line}): "
+                f"{time.perf_counter() - start:.1f} s",
+                file=sys.stderr,
+            )
+    return printed
+
+
+def write_outputs(page: str, printed: dict[int, str]) -> None:
+    """Stores what the blocks printed, for the page's output includes; removes stale
+    files of blocks that print nothing."""
+    OUTPUTS.mkdir(exist_ok=True)
+    for number, text in printed.items():
+        path = output_path(page, number)
+        if text:
+            path.write_text(text)
+        elif path.exists():
+            path.unlink()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the python code of a docs page.")
+    parser.add_argument("page", help="a page below docs/, e.g. tutorials/first-step.md")
+    parser.add_argument("--figures", type=Path, default=None)
+    parser.add_argument("--outputs", action="store_true")
+    parser.add_argument("--timing", action="store_true")
+    args = parser.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        figures = args.figures
+        if figures is None:
+            figures = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        printed = run_page(args.page, figures, timing=args.timing)
+    if args.outputs:
+        write_outputs(args.page, printed)
+
+
+if __name__ == "__main__":
+    main()
