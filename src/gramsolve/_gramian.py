@@ -8,7 +8,8 @@ import lineax as lx
 from jaxtyping import Array, ArrayLike, Float, Inexact, PyTree
 
 from ._jacobian import JacobianOperator
-from ._misc import check_damping, matrix_operator, tree_dtype
+from ._misc import check_damping, tree_dtype
+from ._registration import register_operator
 
 
 def _damped_sum(
@@ -144,49 +145,16 @@ class ParameterGramian(lx.AbstractLinearOperator):
         return jnp.sum(self.jacobian.as_matrix() ** 2, axis=0)
 
 
-_Gramians = (ResidualGramian, ParameterGramian)
+def _linearise_gramian(operator):
+    return eqx.tree_at(
+        lambda op: op.jacobian, operator, lx.linearise(operator.jacobian)
+    )
 
-for _cls in _Gramians:
-    lx.is_symmetric.register(_cls)(lambda operator: True)
-    lx.is_positive_semidefinite.register(_cls)(lambda operator: True)
-    for _predicate in (
-        lx.is_negative_semidefinite,
-        lx.is_diagonal,
-        lx.is_tridiagonal,
-        lx.has_unit_diagonal,
-        lx.is_lower_triangular,
-        lx.is_upper_triangular,
-    ):
-        _predicate.register(_cls)(lambda operator: False)
 
-    @lx.linearise.register(_cls)
-    def _(operator):
-        return eqx.tree_at(
-            lambda op: op.jacobian, operator, lx.linearise(operator.jacobian)
-        )
-
-    @lx.conj.register(_cls)
-    def _(operator):
-        return operator
-
-    @lx.materialise.register(_cls)
-    def _(operator):
-        return matrix_operator(
-            operator.as_matrix(),
-            operator.out_structure(),
-            operator.in_structure(),
-            frozenset({lx.symmetric_tag, lx.positive_semidefinite_tag}),
-        )
-
-    @lx.diagonal.register(_cls)
-    def _(operator):
-        return operator.undamped_diagonal() + operator.damping
-
-    @lx.tridiagonal.register(_cls)
-    def _(operator):
-        matrix = operator.as_matrix()
-        return (
-            jnp.diagonal(matrix),
-            jnp.diagonal(matrix, offset=-1),
-            jnp.diagonal(matrix, offset=1),
-        )
+for _cls in (ResidualGramian, ParameterGramian):
+    register_operator(
+        _cls,
+        symmetric_psd=True,
+        diagonal=lambda operator: operator.undamped_diagonal() + operator.damping,
+        linearise=_linearise_gramian,
+    )

@@ -11,7 +11,8 @@ import lineax as lx
 from jaxtyping import Array, Float, Inexact, PyTree
 
 from ._function_residual import FunctionResidual
-from ._misc import describe_structure, matrix_operator, structure
+from ._misc import describe_structure, structure
+from ._registration import register_operator
 from ._residual import AbstractResidual
 
 
@@ -171,52 +172,5 @@ class JacobianTransposeOperator(lx.AbstractLinearOperator):
         return self.jacobian.in_structure()
 
 
-_Jacobians = (JacobianOperator, JacobianTransposeOperator)
-
-
-def _register_false(predicate):
-    for cls in _Jacobians:
-        predicate.register(cls)(lambda operator: False)
-
-
-for _predicate in (
-    lx.is_symmetric,
-    lx.is_diagonal,
-    lx.is_tridiagonal,
-    lx.has_unit_diagonal,
-    lx.is_lower_triangular,
-    lx.is_upper_triangular,
-    lx.is_positive_semidefinite,
-    lx.is_negative_semidefinite,
-):
-    _register_false(_predicate)
-
-
-for _cls in _Jacobians:
-
-    @lx.linearise.register(_cls)
-    def _(operator):
-        return operator
-
-    @lx.conj.register(_cls)
-    def _(operator):
-        return operator
-
-    @lx.materialise.register(_cls)
-    def _(operator):
-        return matrix_operator(
-            operator.as_matrix(), operator.out_structure(), operator.in_structure()
-        )
-
-    @lx.diagonal.register(_cls)
-    def _(operator):
-        return jnp.diagonal(operator.as_matrix())
-
-    @lx.tridiagonal.register(_cls)
-    def _(operator):
-        matrix = operator.as_matrix()
-        return (
-            jnp.diagonal(matrix),
-            jnp.diagonal(matrix, offset=-1),
-            jnp.diagonal(matrix, offset=1),
-        )
+for _cls in (JacobianOperator, JacobianTransposeOperator):
+    register_operator(_cls, symmetric_psd=False)

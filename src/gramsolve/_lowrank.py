@@ -14,7 +14,6 @@ from ._gramian import ParameterGramian, ResidualGramian
 from ._misc import (
     check_damping,
     describe_structure,
-    matrix_operator,
     ravel,
     structure,
     structure_equal,
@@ -22,6 +21,7 @@ from ._misc import (
     tree_size,
     unravel,
 )
+from ._registration import register_operator
 
 
 class LowRank(lx.AbstractLinearOperator):
@@ -163,52 +163,11 @@ def _structure_of(tree: PyTree[Any]) -> PyTree[jax.ShapeDtypeStruct]:
     return structure(tree)
 
 
-lx.is_symmetric.register(LowRank)(lambda operator: True)
-lx.is_positive_semidefinite.register(LowRank)(lambda operator: True)
-for _predicate in (
-    lx.is_negative_semidefinite,
-    lx.is_diagonal,
-    lx.is_tridiagonal,
-    lx.has_unit_diagonal,
-    lx.is_lower_triangular,
-    lx.is_upper_triangular,
-):
-    _predicate.register(LowRank)(lambda operator: False)
-
-
-@lx.linearise.register(LowRank)
-def _(operator):
-    return operator
-
-
-@lx.conj.register(LowRank)
-def _(operator):
-    return operator
-
-
-@lx.materialise.register(LowRank)
-def _(operator):
-    return matrix_operator(
-        operator.as_matrix(),
-        operator.out_structure(),
-        operator.in_structure(),
-        frozenset({lx.symmetric_tag, lx.positive_semidefinite_tag}),
-    )
-
-
-@lx.diagonal.register(LowRank)
-def _(operator):
-    return jnp.sum(operator.basis**2 * operator.eigenvalues, axis=1)
-
-
-@lx.tridiagonal.register(LowRank)
-def _(operator):
-    matrix = operator.as_matrix()
-    return (
-        jnp.diagonal(matrix),
-        jnp.diagonal(matrix, offset=-1),
-        jnp.diagonal(matrix, offset=1),
-    )
+register_operator(
+    LowRank,
+    symmetric_psd=True,
+    diagonal=lambda operator: jnp.sum(operator.basis**2 * operator.eigenvalues, axis=1),
+)
 
 
 # Shared by the factor builders (`nystrom`, `pivoted_cholesky`).

@@ -13,13 +13,13 @@ from jaxtyping import Array, ArrayLike, Float, Inexact, PyTree
 from ._lowrank import LowRank
 from ._misc import (
     check_damping,
-    matrix_operator,
     ravel,
     structure,
     structure_equal,
     tree_dtype,
     unravel,
 )
+from ._registration import register_operator
 
 
 class NystromPreconditioner(lx.AbstractLinearOperator):
@@ -185,55 +185,15 @@ class JacobiPreconditioner(lx.AbstractLinearOperator):
         return self.in_structure()
 
 
-for _cls in (NystromPreconditioner, JacobiPreconditioner):
-    lx.is_symmetric.register(_cls)(lambda operator: True)
-    lx.is_positive_semidefinite.register(_cls)(lambda operator: True)
-    for _predicate in (
-        lx.is_negative_semidefinite,
-        lx.is_tridiagonal,
-        lx.has_unit_diagonal,
-        lx.is_lower_triangular,
-        lx.is_upper_triangular,
-    ):
-        _predicate.register(_cls)(lambda operator: False)
-
-    @lx.linearise.register(_cls)
-    def _(operator):
-        return operator
-
-    @lx.conj.register(_cls)
-    def _(operator):
-        return operator
-
-    @lx.materialise.register(_cls)
-    def _(operator):
-        return matrix_operator(
-            operator.as_matrix(),
-            operator.out_structure(),
-            operator.in_structure(),
-            frozenset({lx.symmetric_tag, lx.positive_semidefinite_tag}),
-        )
-
-    @lx.tridiagonal.register(_cls)
-    def _(operator):
-        matrix = operator.as_matrix()
-        return (
-            jnp.diagonal(matrix),
-            jnp.diagonal(matrix, offset=-1),
-            jnp.diagonal(matrix, offset=1),
-        )
-
-
-lx.is_diagonal.register(NystromPreconditioner)(lambda operator: False)
-lx.is_diagonal.register(JacobiPreconditioner)(lambda operator: True)
-
-
-@lx.diagonal.register(NystromPreconditioner)
-def _(operator):
+def _nystrom_diagonal(operator):
     basis = operator.lowrank.basis
     return 1 + jnp.sum(basis**2 * (operator.scales() - 1), axis=1)
 
 
-@lx.diagonal.register(JacobiPreconditioner)
-def _(operator):
-    return operator.inverse_diagonal
+register_operator(NystromPreconditioner, symmetric_psd=True, diagonal=_nystrom_diagonal)
+register_operator(
+    JacobiPreconditioner,
+    symmetric_psd=True,
+    is_diagonal=True,
+    diagonal=lambda operator: operator.inverse_diagonal,
+)

@@ -11,6 +11,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, Bool, PyTree
 
+from .._gramian import ParameterGramian, ResidualGramian
 from .._misc import tree_dtype, tree_size
 
 
@@ -105,3 +106,32 @@ def sizes(jacobian: lx.AbstractLinearOperator) -> tuple[int, int, np.dtype]:
     m = tree_size(jacobian.out_structure())
     n = tree_size(jacobian.in_structure())
     return m, n, tree_dtype(jacobian.out_structure())
+
+
+class AbstractSpaceRegime(AbstractRegime):
+    """A regime that runs in one space: `space` (`"residual"`, `"parameter"`, or
+    `None` for the smaller one; a parameter-space right-hand side defaults to
+    parameter space)."""
+
+    space: eqx.AbstractVar[Space | None]
+
+    def __check_init__(self):
+        check_space(self.space, type(self).__name__)
+
+    def chosen_space(
+        self, jacobian: lx.AbstractLinearOperator, rhs: RightHandSide
+    ) -> Space:
+        if self.space is not None:
+            return self.space
+        if rhs == "parameter":
+            return "parameter"
+        return smaller_space(jacobian)
+
+
+def damped_gramian(
+    jacobian: lx.AbstractLinearOperator, damping: Any, space: Space
+) -> lx.AbstractLinearOperator:
+    """$JJ^\\top + \\lambda I$ in residual space, $J^\\top J + \\lambda I$ in parameter space."""
+    if space == "residual":
+        return ResidualGramian(jacobian, damping)
+    return ParameterGramian(jacobian, damping)

@@ -11,13 +11,10 @@ from jaxtyping import Array, Bool, Float, PyTree
 
 from .._misc import ravel, unravel
 from ._base import (
-    AbstractRegime,
-    check_space,
+    AbstractSpaceRegime,
     combine_results,
     Estimate,
-    RightHandSide,
     sizes,
-    smaller_space,
     Space,
 )
 from ._cost import current_machine, DENSE_JACOBIAN_FLOPS_PER_ENTRY
@@ -52,7 +49,7 @@ class DenseState(eqx.Module):
     space: Space = eqx.field(static=True)
 
 
-class Dense(AbstractRegime):
+class Dense(AbstractSpaceRegime):
     r"""Form the dense Jacobian from per-point gradients, then a Gram matrix, then its
     Cholesky factor.
 
@@ -84,18 +81,6 @@ class Dense(AbstractRegime):
     """
 
     space: Space | None = None
-
-    def __check_init__(self):
-        check_space(self.space, "Dense")
-
-    def chosen_space(
-        self, jacobian: lx.AbstractLinearOperator, rhs: RightHandSide
-    ) -> Space:
-        if self.space is not None:
-            return self.space
-        if rhs == "parameter":
-            return "parameter"
-        return smaller_space(jacobian)
 
     def init(self, jacobian, damping, rhs, key) -> DenseState:
         del key

@@ -10,17 +10,14 @@ import lineax as lx
 from jaxtyping import Array, PyTree
 
 from .._cg import CG
-from .._gramian import ParameterGramian, ResidualGramian
 from .._minres import MINRES
 from ._base import (
-    AbstractRegime,
+    AbstractSpaceRegime,
     cast_like,
-    check_space,
     combine_results,
+    damped_gramian,
     Estimate,
-    RightHandSide,
     sizes,
-    smaller_space,
     Space,
 )
 from ._cost import (
@@ -45,7 +42,7 @@ class IterativeState(eqx.Module):
     space: Space = eqx.field(static=True)
 
 
-class Iterative(AbstractRegime):
+class Iterative(AbstractSpaceRegime):
     r"""Matrix-free Krylov solve of a damped Gramian: nothing $m \times n$ is formed.
 
     Each iteration is one Gramian product, one JVP and one VJP through the Jacobian's
@@ -82,7 +79,6 @@ class Iterative(AbstractRegime):
     max_steps: int = 1000
 
     def __check_init__(self):
-        check_space(self.space, "Iterative")
         if self.method not in ("cg", "minres"):
             raise ValueError(
                 f"Iterative: method must be 'cg' or 'minres', got {self.method!r}"
@@ -94,13 +90,6 @@ class Iterative(AbstractRegime):
         if (self.rtol is not None and self.rtol < 0) or self.atol < 0:
             raise ValueError("Iterative: rtol and atol must be non-negative")
 
-    def chosen_space(self, jacobian, rhs: RightHandSide) -> Space:
-        if self.space is not None:
-            return self.space
-        if rhs == "parameter":
-            return "parameter"
-        return smaller_space(jacobian)
-
     def _krylov(self, dtype) -> lx.AbstractLinearSolver:
         rtol = math.sqrt(jnp.finfo(dtype).eps) if self.rtol is None else self.rtol
         solver = CG if self.method == "cg" else MINRES
@@ -108,10 +97,7 @@ class Iterative(AbstractRegime):
 
     def init(self, jacobian, damping, rhs, key) -> IterativeState:
         space = self.chosen_space(jacobian, rhs)
-        if space == "residual":
-            gramian = ResidualGramian(jacobian, damping)
-        else:
-            gramian = ParameterGramian(jacobian, damping)
+        gramian = damped_gramian(jacobian, damping, space)
         if self.preconditioner is None:
             preconditioner, rank = None, 0
         else:

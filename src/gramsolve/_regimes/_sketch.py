@@ -6,18 +6,15 @@ import jax.tree_util as jtu
 import lineax as lx
 from jaxtyping import Array, Float, PyTree
 
-from .._gramian import ParameterGramian, ResidualGramian
 from .._lowrank import LowRank
 from .._misc import ravel, unravel
 from ._base import (
-    AbstractRegime,
+    AbstractSpaceRegime,
     cast_like,
-    check_space,
     combine_results,
+    damped_gramian,
     Estimate,
-    RightHandSide,
     sizes,
-    smaller_space,
     Space,
 )
 from ._cost import current_machine, linearisation_bytes, SKETCH_FLOPS_PER_ENTRY
@@ -31,7 +28,7 @@ class SketchState(eqx.Module):
     space: Space = eqx.field(static=True)
 
 
-class SketchSolve(AbstractRegime):
+class SketchSolve(AbstractSpaceRegime):
     r"""Sketchy natural gradient (Best Mckay, Kaur, Greif, Wetton): replace the
     Gramian by a low-rank approximation $\hat A = U\Lambda U^\top$ of rank $k$ and
     apply $(\hat A + \lambda I)^{-1}$ once, with no Krylov iterations:
@@ -65,22 +62,9 @@ class SketchSolve(AbstractRegime):
     space: Space | None = None
     subspace_only: bool = False
 
-    def __check_init__(self):
-        check_space(self.space, "SketchSolve")
-
-    def chosen_space(self, jacobian, rhs: RightHandSide) -> Space:
-        if self.space is not None:
-            return self.space
-        if rhs == "parameter":
-            return "parameter"
-        return smaller_space(jacobian)
-
     def init(self, jacobian, damping, rhs, key) -> SketchState:
         space = self.chosen_space(jacobian, rhs)
-        if space == "residual":
-            gramian = ResidualGramian(jacobian, damping)
-        else:
-            gramian = ParameterGramian(jacobian, damping)
+        gramian = damped_gramian(jacobian, damping, space)
         approximation = self.approximation.lowrank(gramian, key)
         return SketchState(jacobian, approximation, gramian.damping, space)
 
