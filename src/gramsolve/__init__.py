@@ -60,6 +60,7 @@ from ._regimes import (
 )
 from ._residual import AbstractResidual as AbstractResidual
 from ._residuals import Residuals as Residuals
+from ._sharding import shard_points as shard_points
 from ._solution import Solution as Solution
 from ._solve import (
     gramian_solve as gramian_solve,
@@ -113,5 +114,6 @@ __all__ = [
     "pivoted_cholesky",
     "plan",
     "problems",
+    "shard_points",
     "solve",
 ]

@@ -13,10 +13,17 @@ from jaxtyping import Array, ArrayLike, Float, Inexact, PyTree
 
 
 def structure(tree: PyTree[Any]) -> PyTree[jax.ShapeDtypeStruct]:
-    """The `jax.ShapeDtypeStruct` pytree of `tree`, with weak types stripped.
+    """The `jax.ShapeDtypeStruct` pytree of `tree`, with weak types and shardings
+    stripped.
 
     Weak types are stripped so that two structures built from a Python scalar and from
-    an array of the same dtype compare equal, as lineax compares them.
+    an array of the same dtype compare equal, as lineax compares them. Shardings are
+    stripped because an operator's structure says what it acts on, not where the
+    vectors live: lineax compares the structure of a right-hand side, sharding
+    included, with the operator's, and points sharded over a mesh with automatic
+    axes ([`gramsolve.shard_points`][]) carry no sharding in their abstract values,
+    eagerly or under `jit`, so both sides then have none. (Arrays on a mesh with
+    explicit axes do carry one; `shard_points` does not create them.)
     """
     shapes = jax.eval_shape(lambda: tree)
     return jtu.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), shapes)
@@ -151,20 +158,43 @@ def matrix_operator(
     return lx.PyTreeLinearOperator(pytree, out_structure, tags)
 
 
+def check_batch_size(batch_size: int | None, where: str) -> None:
+    """Raises a clear error for a sketch batch size that is not a positive int."""
+    if batch_size is None:
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise TypeError(
+            f"{where}: batch_size must be an int or None, got {batch_size!r}"
+        )
+    if batch_size <= 0:
+        raise ValueError(f"{where}: batch_size must be positive, got {batch_size}")
+
+
 def batched_matvec(
-    operator: lx.AbstractLinearOperator, columns: Inexact[Array, "size k"]
+    operator: lx.AbstractLinearOperator,
+    columns: Inexact[Array, "size k"],
+    batch_size: int | None = None,
 ) -> Inexact[Array, "size k"]:
-    """`operator` applied to every column of `columns` in one `vmap` of its `mv`.
+    """`operator` applied to every column of `columns`, `batch_size` columns at a time.
 
     Columns are flat vectors in `ravel` order of the operator's input structure; the
-    results are flattened the same way. One batched pass, never a loop over columns.
+    results are flattened the same way. `batch_size=None` (or at least `k`) is one
+    `vmap` of `mv` over all columns; a smaller int runs `jax.lax.map` over the columns
+    with that batch size (a `vmap` of `batch_size` matvecs per loop step). Never a
+    Python loop over columns.
+
+    Why batch: a `vmap` of a Jacobian-based matvec over `k` columns keeps `k` copies of
+    every intermediate of the linearised residual (activations of all points) alive at
+    once, so its memory grows as `k` times that of one matvec.
     """
     like = operator.in_structure()
 
     def one(column):
         return ravel(operator.mv(unravel(column, like)))
 
-    return jax.vmap(one, in_axes=1, out_axes=1)(columns)
+    if batch_size is None or batch_size >= columns.shape[1]:
+        return jax.vmap(one, in_axes=1, out_axes=1)(columns)
+    return jax.lax.map(one, columns.T, batch_size=batch_size).T
 
 
 def tree_dot(a: PyTree[Array], b: PyTree[Array]) -> Inexact[Array, ""]:

@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._lowrank import approximation_target, eigen_from_factor, LowRank
-from ._misc import batched_matvec, check_damping, tree_dtype
+from ._misc import batched_matvec, check_batch_size, check_damping, tree_dtype
 
 
 NystromMethod = Literal["eigh", "cholesky"]
@@ -108,14 +108,15 @@ def nystrom(
     *,
     key: PRNGKeyArray,
     method: NystromMethod = "eigh",
+    batch_size: int | None = None,
 ) -> LowRank:
     r"""Randomized Nyström approximation $\hat A = U\hat\Lambda U^\top$ of rank `rank`
     of a positive semidefinite operator $A$ (Frangella, Tropp, Udell; stable shifted
     form).
 
     With an orthonormalised Gaussian test matrix $\Omega$ (`size × rank`), the sketch
-    $Y = A\Omega$ is one batched pass: one `jax.vmap` of `operator.mv` over the
-    columns. Then, with the shift $\nu = \sqrt{\text{size}}\,\epsilon\,\|Y\|_F$,
+    $Y = A\Omega$ is one pass of `rank` matvecs, `batch_size` test vectors at a time
+    (see below). Then, with the shift $\nu = \sqrt{\text{size}}\,\epsilon\,\|Y\|_F$,
     $Y_\nu = Y + \nu\Omega$ and the core $M = \Omega^\top Y_\nu$,
 
     $$Y_\nu M^{-1} Y_\nu^\top = U \Sigma^2 U^\top,\qquad
@@ -139,8 +140,23 @@ def nystrom(
       zero sketch), the eigenvalue-based root is used instead, decided inside the
       computation (`lax.cond`, not Python exceptions), so it is `jit`-safe.
 
-    Either way the cost is `rank` matvecs (one batched pass) plus
-    $O(\text{size}\cdot\text{rank}^2)$ dense work.
+    Either way the cost is `rank` matvecs plus $O(\text{size}\cdot\text{rank}^2)$
+    dense work.
+
+    `batch_size`: how many test vectors are multiplied at once (`jax.lax.map` over
+    the columns of $\Omega$ with that batch size, each batch one `vmap` of
+    `operator.mv`; `rank` or more: one `vmap` over all of them). Memory is
+    $O(\text{size}\cdot\text{rank})$ for the sketch plus `batch_size` times the
+    working set of one product, which for the Gramian of a large network is the
+    linearised residual's intermediates at every point. The default (`None`) takes
+    as many as fit a working set of 16 MB by gramsolve's cost model: all at once on
+    small problems, one at a time on large networks, which keeps the sketch within
+    $O(n + m + \text{rank}\cdot\text{size})$ numbers. One at a time is not slower
+    on a CPU: on 2D Poisson PINN Gramians (5e3–1e5 parameters, 500–1000 points) it
+    was 1.45–2.1× faster than one `vmap` over all test vectors
+    (`benchmarks/scale.py --sketch-batch-sizes` measures it). Raise it on
+    accelerators where one product does not fill the device. The result does not
+    depend on it beyond round-off.
 
     For a [`gramsolve.ResidualGramian`][] or [`gramsolve.ParameterGramian`][] the
     factor approximates the **undamped** Gramian $JJ^\top$ or $J^\top J$: the damping
@@ -160,13 +176,25 @@ def nystrom(
         ```
     """
     _check_method(method, "nystrom")
+    check_batch_size(batch_size, "nystrom")
     target, in_structure, size = approximation_target(operator, rank, "nystrom")
     dtype = tree_dtype(in_structure)
     test_matrix = _test_matrix(key, size, rank, dtype)
-    sketch = batched_matvec(target, test_matrix)
+    if batch_size is None:
+        batch_size = automatic_batch_size(target, rank)
+    sketch = batched_matvec(target, test_matrix, batch_size)
     factor, shift = _shifted_factor(test_matrix, sketch, method)
     basis, eigenvalues = _factor_eigen(factor, shift, method)
     return LowRank(basis, eigenvalues, in_structure)
+
+
+def automatic_batch_size(operator: lx.AbstractLinearOperator, count: int) -> int:
+    """How many of `count` sketch products to evaluate at once by default (the cost
+    model's `sketch_batch_size`)."""
+    # Imported here: the cost model's package imports this module.
+    from ._regimes._cost import sketch_batch_size
+
+    return sketch_batch_size(operator, count)
 
 
 def _rank_schedule(initial_rank: int, max_rank: int) -> list[int]:
@@ -185,6 +213,7 @@ def adaptive_nystrom(
     initial_rank: int | None = None,
     tolerance: float = 10.0,
     method: NystromMethod = "eigh",
+    batch_size: int | None = None,
 ) -> LowRank:
     r"""Randomized Nyström approximation whose rank doubles until
     $\hat\lambda_k \le$ `tolerance` $\cdot\,\mu$ (with $\mu$ = `damping`), up to
@@ -211,8 +240,8 @@ def adaptive_nystrom(
     stages. Outside `jit`, a compact factor of the reached rank is
     `gs.nystrom(operator, rank, key=key)` with that rank.
 
-    As for [`gramsolve.nystrom`][], Gramians are approximated undamped; `method` is
-    the same.
+    As for [`gramsolve.nystrom`][], Gramians are approximated undamped; `method` and
+    `batch_size` are the same.
 
     !!! Example
 
@@ -223,6 +252,7 @@ def adaptive_nystrom(
         ```
     """
     _check_method(method, "adaptive_nystrom")
+    check_batch_size(batch_size, "adaptive_nystrom")
     check_damping(damping, "adaptive_nystrom")
     target, in_structure, size = approximation_target(
         operator, max_rank, "adaptive_nystrom"
@@ -242,6 +272,8 @@ def adaptive_nystrom(
         raise ValueError(
             f"adaptive_nystrom: tolerance must be positive, got {tolerance}"
         )
+    if batch_size is None:
+        batch_size = automatic_batch_size(target, max_rank)
     dtype = tree_dtype(in_structure)
     damping = jnp.asarray(damping, dtype=dtype)
     test_matrix = _test_matrix(key, size, max_rank, dtype)
@@ -257,7 +289,7 @@ def adaptive_nystrom(
 
         def stage(carry, start=previous, stop=rank):
             sketch, _, _, _ = carry
-            new_columns = batched_matvec(target, test_matrix[:, start:stop])
+            new_columns = batched_matvec(target, test_matrix[:, start:stop], batch_size)
             sketch = jax.lax.dynamic_update_slice(sketch, new_columns, (0, start))
             stage_factor, shift = _shifted_factor(
                 test_matrix[:, :stop], sketch[:, :stop], method

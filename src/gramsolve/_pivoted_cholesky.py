@@ -10,7 +10,8 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from ._gramian import ParameterGramian, ResidualGramian
 from ._lowrank import approximation_target, eigen_from_factor, LowRank
-from ._misc import batched_matvec, tree_dtype
+from ._misc import batched_matvec, check_batch_size, tree_dtype
+from ._nystrom import automatic_batch_size
 
 
 Pivoting = Literal["greedy", "random"]
@@ -52,13 +53,14 @@ def _block_step(
     pivoting: Pivoting,
     key: PRNGKeyArray | None,
     cutoff: Float[Array, ""],
+    batch_size: int | None,
 ) -> tuple[Float[Array, "size rank"], Float[Array, " size"]]:
     """Adds `count` columns for `count` new pivots at column `start` of `factor`."""
     size, _ = factor.shape
     dtype = factor.dtype
     pivots = _choose_pivots(remaining, count, pivoting, key)
     unit_vectors = jax.nn.one_hot(pivots, size, dtype=dtype).T
-    columns = batched_matvec(target, unit_vectors)
+    columns = batched_matvec(target, unit_vectors, batch_size)
     # Schur complement columns: A[:, S] minus what the factor already explains.
     columns = columns - factor @ factor[pivots].T
     block = columns[pivots]
@@ -86,14 +88,16 @@ def pivoted_cholesky(
     key: PRNGKeyArray | None = None,
     block_size: int | None = None,
     tolerance: float | None = None,
+    batch_size: int | None = None,
 ) -> LowRank:
     r"""Partial pivoted Cholesky approximation $\hat A = FF^\top$ of a positive
     semidefinite operator, returned as a [`gramsolve.LowRank`][] of rank `rank`.
 
     Each step picks pivots $S$ from the remaining diagonal
-    $d = \operatorname{diag}(A - FF^\top)$, computes the columns $A e_S$ with one
-    batched matvec (`vmap` over the pivots), subtracts what the factor already
-    explains, $G = Ae_S - FF_S^\top$, and appends $G\, G_S^{-1/2}$ (the Schur
+    $d = \operatorname{diag}(A - FF^\top)$, computes the columns $A e_S$ (one
+    matvec per pivot, `batch_size` of them at once as in [`gramsolve.nystrom`][]:
+    `jax.lax.map` over the pivots' unit vectors), subtracts what the factor already explains, $G = Ae_S - FF_S^\top$,
+    and appends $G\, G_S^{-1/2}$ (the Schur
     complement update; $G_S^{-1/2}$ from the eigendecomposition of the small pivot
     block $G_S$).
 
@@ -104,9 +108,12 @@ def pivoted_cholesky(
       diagonal; needs `key`. Near-optimal in expectation and robust where greedy
       pivots cluster.
     - `block_size`: pivots per step (default 1 for greedy, `max(1, rank // 10)` for
-      random: block RPCholesky). A block draws distinct pivots and costs one batched
-      pass of matvecs, so fewer, larger steps run faster; greedy blocks of size > 1
+      random: block RPCholesky). A block draws distinct pivots and costs one pass
+      of matvecs, so fewer, larger steps run faster; greedy blocks of size > 1
       take the top entries of the diagonal at once.
+    - `batch_size`: matvecs evaluated at once within a block; memory is
+      `batch_size` times one matvec's working set, whatever `block_size` is. The
+      default takes as many as fit 16 MB, as [`gramsolve.nystrom`][] does.
 
     It stops at the numerical rank: once the largest remaining diagonal entry is at
     most `tolerance` times the largest diagonal entry of $A$ (default
@@ -142,6 +149,7 @@ def pivoted_cholesky(
         )
     if pivoting == "random" and key is None:
         raise ValueError('pivoted_cholesky: pivoting="random" needs a key')
+    check_batch_size(batch_size, "pivoted_cholesky")
     target, in_structure, size = approximation_target(
         operator, rank, "pivoted_cholesky"
     )
@@ -166,6 +174,8 @@ def pivoted_cholesky(
     if key is None:
         key = jax.random.PRNGKey(0)  # unused by greedy pivoting
 
+    if batch_size is None:
+        batch_size = automatic_batch_size(target, block_size)
     diagonal = _initial_diagonal(target, dtype)
     cutoff = tolerance * jnp.max(diagonal)
     factor = jnp.zeros((size, rank), dtype)
@@ -189,6 +199,7 @@ def pivoted_cholesky(
             pivoting,
             jax.random.fold_in(key, block),
             cutoff,
+            batch_size,
         )
         return factor, remaining, block + 1
 
@@ -206,6 +217,7 @@ def pivoted_cholesky(
                 pivoting,
                 jax.random.fold_in(key, num_blocks),
                 cutoff,
+                batch_size,
             )
 
         factor, remaining = jax.lax.cond(

@@ -7,6 +7,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, Float, Inexact, PyTree
 
 from ._misc import ravel_trailing, tree_size
@@ -30,6 +31,15 @@ class PointResidual(AbstractResidual):
     when per-point intermediates (for example Laplacians of wide networks) would not
     fit at once.
 
+    `sharding` (usually set by [`gramsolve.shard_points`][]) is a
+    `jax.sharding.NamedSharding` that splits the point axis over devices (a mesh
+    with automatic axes, spec `P(axis, None)`): the points and per-point weights are
+    placed with it, and under `jit` the per-point work runs data parallel (GSPMD);
+    parameter-space results are summed across devices. With `chunk_size` as well,
+    each device maps over its own points in chunks of `chunk_size` (`jax.shard_map`
+    around the `jax.lax.map`; without it GSPMD would gather all points to every
+    device to loop over them).
+
     !!! Example
 
         ```python
@@ -45,6 +55,7 @@ class PointResidual(AbstractResidual):
     points: Float[Array, "N dim"]
     weight: Float[Array, ""] | Float[Array, " N"]
     chunk_size: int | None = eqx.field(static=True)
+    sharding: NamedSharding | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -53,6 +64,7 @@ class PointResidual(AbstractResidual):
         weight: ArrayLike | None = None,
         *,
         chunk_size: int | None = None,
+        sharding: NamedSharding | None = None,
     ):
         points = jnp.asarray(points)
         if points.ndim != 2:
@@ -75,10 +87,20 @@ class PointResidual(AbstractResidual):
                 "PointResidual: weight must be a scalar or have one entry per point, "
                 f"shape ({points.shape[0]},); got shape {weight.shape}"
             )
+        if sharding is not None:
+            _check_point_sharding(sharding, points.shape[0])
+            points = jax.device_put(points, sharding)
+            if weight.ndim == 1:
+                weight = jax.device_put(weight, _weight_sharding(sharding))
+            else:
+                weight = jax.device_put(
+                    weight, NamedSharding(sharding.mesh, PartitionSpec())
+                )
         self.fn = fn
         self.points = points
         self.weight = weight
         self.chunk_size = chunk_size
+        self.sharding = sharding
 
     def __check_init__(self):
         if not callable(self.fn):
@@ -94,7 +116,8 @@ class PointResidual(AbstractResidual):
 
     def output_dim(self, params: PyTree[Array]) -> int | None:
         """`None` for a scalar residual, `d` for a residual of shape `(d,)`."""
-        out = jax.eval_shape(self.fn, params, self.points[0])
+        point = jax.ShapeDtypeStruct(self.points.shape[1:], self.points.dtype)
+        out = jax.eval_shape(self.fn, params, point)
         if not isinstance(out, jax.ShapeDtypeStruct):
             raise ValueError(
                 "PointResidual: fn(params, x) must return one array (a scalar or shape "
@@ -109,18 +132,56 @@ class PointResidual(AbstractResidual):
             f"(d,) for one point x; got shape {out.shape}"
         )
 
-    def _map(self, fn: Callable, points: Array) -> PyTree[Array]:
-        if self.chunk_size is None or self.chunk_size >= points.shape[0]:
-            return jax.vmap(fn)(points)
-        return jax.lax.map(fn, points, batch_size=self.chunk_size)
+    def _map(self, fn: Callable, params: PyTree[Array], points: Array) -> PyTree[Array]:
+        """`fn(params, x)` at every point `x`, stacked: one `vmap`, or chunks of
+        `chunk_size` points (of each device's own points when they are sharded)."""
+
+        def over(params, points):
+            def at(x):
+                return fn(params, x)
+
+            if self.chunk_size is None or self.chunk_size >= points.shape[0]:
+                return jax.vmap(at)(points)
+            return jax.lax.map(at, points, batch_size=self.chunk_size)
+
+        if self.sharding is not None:
+            # The points keep their placement inside `jit` even when they enter as
+            # constants (a residual map closed over by the jitted function), which
+            # jit would otherwise put on one device.
+            points = jax.lax.with_sharding_constraint(points, self.sharding)
+        if self.sharding is None or self.chunk_size is None:
+            # Unchunked sharded points need nothing more: GSPMD splits the vmap.
+            return over(params, points)
+        # A loop over chunks of a sharded axis would gather every point to every
+        # device; in a shard_map each device loops over its own points.
+        point_axis = PartitionSpec(self.sharding.spec[0])
+        dynamic, static = eqx.partition(params, eqx.is_array)
+        # Without replication checks, a derivative taken inside `fn` (per-point
+        # gradients) is that of this device's points alone, while the transpose of
+        # the whole map, taken outside, sums the replicated parameters' cotangents
+        # over devices. With checks on, JAX would also sum the former, unless the
+        # parameters were cast to device-varying values, a primitive that folx's
+        # forward Laplacian does not know.
+        return jax.shard_map(
+            lambda dynamic, points: over(eqx.combine(dynamic, static), points),
+            mesh=self.sharding.mesh,
+            in_specs=(PartitionSpec(), point_axis),
+            out_specs=point_axis,
+            check_vma=False,
+        )(dynamic, points)
 
     def _weighted(self, values: Array) -> Array:
-        weight = self.weight.reshape(self.weight.shape + (1,) * (values.ndim - 1))
+        weight = self.weight
+        if self.sharding is not None and weight.ndim == 1:
+            weight = jax.lax.with_sharding_constraint(
+                weight, _weight_sharding(self.sharding)
+            )
+        weight = weight.reshape(weight.shape + (1,) * (values.ndim - 1))
         return weight * values
 
     def __call__(self, params: PyTree[Array]) -> Inexact[Array, " N *d"]:
         self.output_dim(params)
-        values = self._map(lambda x: self.fn(params, x), self.points)
+        values = self._map(self.fn, params, self.points)
         return self._weighted(values)
 
     def _point_rows(self, params: PyTree[Array], x: Array) -> Array:
@@ -131,13 +192,46 @@ class PointResidual(AbstractResidual):
         return ravel_trailing(jac, 1)
 
     def jacobian(self, params: PyTree[Array]) -> Float[Array, "m n"]:
-        rows = self._map(lambda x: self._point_rows(params, x), self.points)
+        rows = self._map(self._point_rows, params, self.points)
         rows = self._weighted(rows)
         return rows.reshape(-1, tree_size(params))
 
     def squared_row_norms(self, params: PyTree[Array]) -> Float[Array, " m"]:
-        def point_norms(x):
+        def point_norms(params, x):
             return jnp.sum(self._point_rows(params, x) ** 2, axis=-1)
 
-        norms = self._map(point_norms, self.points)
+        norms = self._map(point_norms, params, self.points)
         return self._weighted(self._weighted(norms)).reshape(-1)
+
+
+def _weight_sharding(sharding: NamedSharding) -> NamedSharding:
+    """The sharding of per-point weights that goes with `sharding` of the points."""
+    return NamedSharding(sharding.mesh, PartitionSpec(sharding.spec[0]))
+
+
+def _check_point_sharding(sharding: Any, num_points: int) -> None:
+    if not isinstance(sharding, NamedSharding):
+        raise TypeError(
+            "PointResidual: sharding must be a jax.sharding.NamedSharding, got "
+            f"{type(sharding).__name__}"
+        )
+    spec = tuple(sharding.spec)
+    if not spec or spec[0] is None or any(entry is not None for entry in spec[1:]):
+        raise ValueError(
+            "PointResidual: sharding must split the point axis alone, spec "
+            f"P(axis, None); got {sharding.spec}"
+        )
+    mesh = sharding.mesh
+    if any(kind != AxisType.Auto for kind in mesh.axis_types):
+        raise ValueError(
+            "PointResidual: sharding needs a mesh with automatic axes (GSPMD), got "
+            f"axis types {mesh.axis_types}; gs.shard_points converts a mesh for you"
+        )
+    axes = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
+    shards = math.prod(mesh.shape[axis] for axis in axes)
+    if num_points % shards:
+        raise ValueError(
+            f"PointResidual: {num_points} points cannot be split evenly over the "
+            f"{shards} devices of mesh axis {spec[0]!r}; use gs.shard_points(..., "
+            "pad=True) to pad with zero-weight points"
+        )

@@ -12,18 +12,43 @@ import os
 
 import equinox as eqx
 import jax
+import lineax as lx
+
+from .._gramian import ParameterGramian, ResidualGramian
+from .._misc import tree_dtype
 
 
 # GEMM-flop equivalents per Jacobian entry (per point and parameter).
 DENSE_JACOBIAN_FLOPS_PER_ENTRY = 250.0
-MATVEC_FLOPS_PER_ENTRY = 120.0  # one JJᵀ or JᵀJ product: one JVP + one VJP
-SKETCH_FLOPS_PER_ENTRY = 40.0  # per test vector, when many are batched under vmap
+# One JJᵀ or JᵀJ product (one JVP + one VJP). Measured on 2D Poisson PINNs (three tanh
+# layers, 2-core CPU, float64; `benchmarks/scale.py --sketch-batch-sizes` prints it):
+# 20–100 per entry depending on width and load, the low end for wide layers.
+MATVEC_FLOPS_PER_ENTRY = 80.0
+# Per sketch test vector (Nyström, pivoted-Cholesky pivots): one Gramian product. Large
+# sketches multiply their test vectors one at a time (`SKETCH_WORKING_SET_BYTES`), and
+# a `vmap` over many was no cheaper per vector on a CPU (1.45–2.1× dearer).
+SKETCH_FLOPS_PER_ENTRY = MATVEC_FLOPS_PER_ENTRY
 # Nyström-preconditioned CG on PINN Gramians converges in a handful of iterations
 # (measured: 3–12 at rank 100–200); plan for this many.
 PRECONDITIONED_ITERATIONS = 15
-# Bytes of the residual's linearisation per residual and per sqrt(parameter): the
-# activations a JVP/VJP keeps (widths × layers × derivative channels).
+# Words of the residual's linearisation per residual and per sqrt(parameter): the
+# activations a JVP/VJP keeps (widths × layers × derivative channels). The matrix-free
+# regimes count it twice (the linearisation and the working set of one product). XLA's
+# compiled memory of a Nyström-PCG direction (temporaries, arguments, outputs; one test
+# vector at a time) was 40–51 words per residual and sqrt(parameter) in all, on 2D
+# Poisson PINNs with 4e3–2e6 parameters, 500–8000 points and 2–4 tanh layers
+# (`benchmarks/scale.py` prints the estimate next to it), so these estimates are about
+# 0.7× of the compiled program: three copies (24 words) would match it.
 LINEARISATION_WORDS_PER_RESIDUAL_PER_ROOT_PARAMETER = 16.0
+# Working memory the products of a sketch (Nyström test vectors, pivoted-Cholesky
+# pivots) may take at once: the automatic batch size is as many products as fit. On a
+# CPU, batches bought no speed once one product is a few MB (`benchmarks/scale.py
+# --sketch-batch-sizes`: one test vector at a time was 2.1× faster than a vmap over
+# 50 at 5e3 parameters and 500 points, 1.45× over 16 at 1e5 and 1000, with 1/13 of the
+# memory), and each product of a large network's Gramian holds the residual's whole
+# linearisation. Small operators (a few hundred points and parameters, dense
+# matrices) still take all their products in one vmap.
+SKETCH_WORKING_SET_BYTES = 16 * 2**20
 
 
 class Machine(eqx.Module):
@@ -68,6 +93,24 @@ def linearisation_bytes(m: int, n: int, itemsize: int) -> int:
         * math.sqrt(n)
         * itemsize
     )
+
+
+def product_bytes(operator: lx.AbstractLinearOperator) -> int:
+    """The working memory of one product with `operator`: for a Gramian, the working
+    set of one JVP and one VJP through the residual's linearisation."""
+    itemsize = tree_dtype(operator.in_structure()).itemsize
+    if isinstance(operator, ResidualGramian | ParameterGramian):
+        m = operator.jacobian.out_size()
+        n = operator.jacobian.in_size()
+        return 2 * linearisation_bytes(m, n, itemsize) + 2 * (m + n) * itemsize
+    return 2 * operator.in_size() * itemsize
+
+
+def sketch_batch_size(operator: lx.AbstractLinearOperator, count: int) -> int:
+    """How many of `count` sketch products with `operator` to evaluate at once: as
+    many as fit `SKETCH_WORKING_SET_BYTES`, at least one."""
+    fitting = SKETCH_WORKING_SET_BYTES // max(1, product_bytes(operator))
+    return int(min(count, max(1, fitting)))
 
 
 def format_bytes(count: int | float) -> str:

@@ -9,6 +9,7 @@ import lineax as lx
 from jaxtyping import PRNGKeyArray
 
 from .._lowrank import LowRank
+from .._misc import check_batch_size
 from .._nystrom import nystrom
 from .._pivoted_cholesky import pivoted_cholesky
 from .._preconditioner import JacobiPreconditioner, NystromPreconditioner
@@ -35,12 +36,14 @@ class AbstractLowRankPreconditioner(AbstractPreconditioner):
     Nyström-type preconditioner or directly by [`gramsolve.SketchSolve`][]."""
 
     rank: eqx.AbstractVar[int]
+    batch_size: eqx.AbstractVar[int | None]
 
     def __check_init__(self):
         if self.rank <= 0:
             raise ValueError(
                 f"{type(self).__name__}: rank must be positive, got {self.rank}"
             )
+        check_batch_size(self.batch_size, type(self).__name__)
 
     def effective_rank(self, size: int) -> int:
         return min(self.rank, size)
@@ -56,16 +59,26 @@ class AbstractLowRankPreconditioner(AbstractPreconditioner):
 
 class Nystrom(AbstractLowRankPreconditioner):
     r"""Randomized Nyström approximation of rank `rank` (Frangella, Tropp, Udell), from
-    one batched sketch of `rank` Gramian products. `method="eigh"` is the stable
+    one sketch of `rank` Gramian products. `method="eigh"` is the stable
     eigendecomposition form, `"cholesky"` the GPU-friendly Cholesky form with an
-    automatic fallback. See [`gramsolve.nystrom`][]."""
+    automatic fallback. `batch_size` products are evaluated at once (default: as many
+    as fit 16 MB, one at a time for large networks, which keeps the matrix-free
+    regimes within $O(n + m + \text{rank}\cdot\text{size})$ numbers; `rank` vmaps
+    all of them). See [`gramsolve.nystrom`][]."""
 
     rank: int = 100
     method: Literal["eigh", "cholesky"] = "eigh"
+    batch_size: int | None = None
 
     def lowrank(self, gramian, key):
         size = gramian.in_size()
-        return nystrom(gramian, self.effective_rank(size), key=key, method=self.method)
+        return nystrom(
+            gramian,
+            self.effective_rank(size),
+            key=key,
+            method=self.method,
+            batch_size=self.batch_size,
+        )
 
     @property
     def label(self) -> str:
@@ -75,15 +88,21 @@ class Nystrom(AbstractLowRankPreconditioner):
 class PivotedCholesky(AbstractLowRankPreconditioner):
     r"""Partial pivoted Cholesky of rank `rank`: greedy pivots (largest remaining
     diagonal) or random pivots (RPCholesky). On a residual Gramian each pivot costs one
-    VJP and one JVP. See [`gramsolve.pivoted_cholesky`][]."""
+    VJP and one JVP; `batch_size` of them run at once (by default as many as fit
+    16 MB, as for [`gramsolve.Nystrom`][]). See [`gramsolve.pivoted_cholesky`][]."""
 
     rank: int = 100
     pivoting: Literal["greedy", "random"] = "greedy"
+    batch_size: int | None = None
 
     def lowrank(self, gramian, key):
         size = gramian.in_size()
         return pivoted_cholesky(
-            gramian, self.effective_rank(size), pivoting=self.pivoting, key=key
+            gramian,
+            self.effective_rank(size),
+            pivoting=self.pivoting,
+            key=key,
+            batch_size=self.batch_size,
         )
 
     @property
