@@ -31,7 +31,9 @@ def hand_written_engd(residuals, params, seconds: float, evaluate):
         blocks = []
         for name in sorted(residuals.classes):
             res = residuals[name]
-            grads = jax.vmap(lambda x, res=res: ravel_pytree(jax.grad(res.fn)(p, x))[0])(res.points)
+            grads = jax.vmap(
+                lambda x, res=res: ravel_pytree(jax.grad(res.fn)(p, x))[0]
+            )(res.points)
             blocks.append(res.weight * grads)
         return jnp.concatenate(blocks)
 
@@ -43,7 +45,9 @@ def hand_written_engd(residuals, params, seconds: float, evaluate):
         A = rows(flat)
         r = ravel_pytree(residuals(unravel(flat)))[0]
         K = A @ A.T + 1e-10 * jnp.eye(A.shape[0])
-        d = A.T @ jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(K, lower=True), r)
+        d = A.T @ jax.scipy.linalg.cho_solve(
+            jax.scipy.linalg.cho_factor(K, lower=True), r
+        )
         losses = jax.vmap(lambda eta: loss(flat - eta * d))(step_sizes)
         losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
         best = jnp.argmin(losses)
@@ -84,19 +88,36 @@ def main() -> None:
         model = gs.problems.MLP(problem.dim, [32, 32], key=jax.random.PRNGKey(0))
         params, apply = gs.problems.split_model(model)
         residuals = problem.residuals(apply)
-        evaluate = eqx.filter_jit(lambda p, problem=problem, apply=apply: problem.errors(apply, p))
+        evaluate = eqx.filter_jit(
+            lambda p, problem=problem, apply=apply: problem.errors(apply, p)
+        )
         m = residuals.num_residuals(params)
-        print(f"\n{name}: MLP 2-32-32-1 ({ravel_pytree(params)[0].size} parameters), m = {m}, "
-              f"{args.seconds:g} s each, {jax.devices()[0].device_kind}, float64")
-        reference, steps, elapsed = hand_written_engd(residuals, params, args.seconds, evaluate)
-        print(f"  {'hand-written ENGD-W':20s} rel L2 {reference:.2e}  {steps:6d} steps "
-              f"{1e3 * elapsed / steps:7.1f} ms/step   1.00x")
+        print(
+            f"\n{name}: MLP 2-32-32-1 ({ravel_pytree(params)[0].size} parameters), m = {m}, "
+            f"{args.seconds:g} s each, {jax.devices()[0].device_kind}, float64"
+        )
+        reference, steps, elapsed = hand_written_engd(
+            residuals, params, args.seconds, evaluate
+        )
+        print(
+            f"  {'hand-written ENGD-W':20s} rel L2 {reference:.2e}  {steps:6d} steps "
+            f"{1e3 * elapsed / steps:7.1f} ms/step   1.00x"
+        )
         for label, optimizer in optimizers.items():
-            _, history = gs.ngd.train(optimizer, residuals, params, seconds=args.seconds,
-                                      evaluate=evaluate, evaluations=5, progress=False)
+            _, history = gs.ngd.train(
+                optimizer,
+                residuals,
+                params,
+                seconds=args.seconds,
+                evaluate=evaluate,
+                evaluations=5,
+                progress=False,
+            )
             error = history.evaluations["relative_l2"][-1]
-            print(f"  {label:20s} rel L2 {error:.2e}  {history.steps:6d} steps "
-                  f"{1e3 * history.seconds_per_step():7.1f} ms/step  {error / reference:6.2f}x")
+            print(
+                f"  {label:20s} rel L2 {error:.2e}  {history.steps:6d} steps "
+                f"{1e3 * history.seconds_per_step():7.1f} ms/step  {error / reference:6.2f}x"
+            )
 
 
 if __name__ == "__main__":

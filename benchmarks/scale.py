@@ -29,57 +29,17 @@ the number that matters).
 """
 
 import argparse
-import math
-import resource
-import sys
 import time
 
 import jax
 
-
-def width_for(params: int, depth: int) -> int:
-    """The width w whose `2 → w × depth → 1` MLP has the parameter count nearest
-    `params`."""
-
-    def count(w: int) -> int:
-        return 3 * w + (depth - 1) * (w * w + w) + w + 1
-
-    if depth == 1:
-        return max(1, round((params - 1) / 4))
-    w = max(1, int(math.sqrt(params / (depth - 1))))
-    while count(w + 1) <= params:
-        w += 1
-    while w > 1 and count(w) > params:
-        w -= 1
-    return w if params - count(w) <= count(w + 1) - params else w + 1
-
-
-def grid_sizes(residuals: int) -> tuple[int, int]:
-    """`(interior_side, boundary_per_side)` of a Poisson2D with about `residuals`
-    points, four fifths of them inside."""
-    side = max(1, round(math.sqrt(0.8 * residuals)))
-    per_side = max(1, round((residuals - side * side) / 4))
-    return side, per_side
-
-
-def peak_rss_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports kilobytes, macOS bytes.
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def device_peak_bytes() -> int | None:
-    try:
-        stats = jax.devices()[0].memory_stats()
-    except Exception:  # backends without memory statistics
-        return None
-    if not stats or "peak_bytes_in_use" not in stats:
-        return None
-    return int(stats["peak_bytes_in_use"])
-
-
-def gib(count: float) -> str:
-    return f"{count / 2**30:.2f} GiB"
+from gramsolve._bench._scale import (
+    device_peak_bytes,
+    gib,
+    grid_sizes,
+    peak_rss_bytes,
+    width_for,
+)
 
 
 def main() -> None:

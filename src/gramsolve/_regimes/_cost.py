@@ -37,9 +37,9 @@ PRECONDITIONED_ITERATIONS = 15
 # compiled memory of a Nyström-PCG direction (temporaries, arguments, outputs; one test
 # vector at a time) was 40–51 words per residual and sqrt(parameter) in all, on 2D
 # Poisson PINNs with 4e3–2e6 parameters, 500–8000 points and 2–4 tanh layers
-# (`benchmarks/scale.py` prints the estimate next to it), so these estimates are about
-# 0.7× of the compiled program: three copies (24 words) would match it.
-LINEARISATION_WORDS_PER_RESIDUAL_PER_ROOT_PARAMETER = 16.0
+# (`benchmarks/scale.py` prints the estimate next to it): 24 words a copy, two copies,
+# match it within about 10%.
+LINEARISATION_WORDS_PER_RESIDUAL_PER_ROOT_PARAMETER = 24.0
 # Working memory the products of a sketch (Nyström test vectors, pivoted-Cholesky
 # pivots) may take at once: the automatic batch size is as many products as fit. On a
 # CPU, batches bought no speed once one product is a few MB (`benchmarks/scale.py
