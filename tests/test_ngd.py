@@ -188,13 +188,16 @@ def test_optimizers_decrease_the_loss(name):
     state = optimizer.init(params)
     initial = float(residuals.loss(params))
     losses = []
-    for _ in range(15):
+    for _ in range(30):
         params, state, info = optimizer.step(residuals, params, state)
         losses.append(float(info["loss"]))
         for key in ("loss", "step_size", "damping", "accepted"):
             assert key in info
     np.testing.assert_allclose(losses[-1], float(residuals.loss(params)), rtol=1e-10)
-    # From a random initialisation NGD first needs a few steps to find its basin;
+    # From a random initialisation NGD first needs a few steps to find its basin,
+    # and which few is chaotic: round-off in the sketch moved the 15-step loss of
+    # Nyström-PCG ENGD between 0.08 and 0.64 of the initial one; after 30 steps every
+    # NGD variant tried (dense, PCG over sketch seeds and batch sizes) was below 0.25.
     # Adam moves slowly by design.
     factor = 0.9 if name in ("adam", "lbfgs") else 0.5
     assert losses[-1] < factor * initial, (name, initial, losses)
