@@ -6,24 +6,17 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import lineax as lx
-from jaxtyping import Array, PyTree
 
 from ._krylov import (
+    AbstractKrylovSolver,
     apply,
-    check_tolerances,
-    conjugated_options,
     KrylovState,
-    max_steps_for,
-    preconditioner_and_start,
-    solve_with_restarts,
     square_operator,
-    tolerance_for,
-    transposed_options,
 )
 from ._misc import tree_dot, tree_two_norm
 
 
-class CG(lx.AbstractLinearSolver[KrylovState]):
+class CG(AbstractKrylovSolver):
     r"""Preconditioned conjugate gradients for symmetric positive (or negative)
     definite operators, stopping on the norm-wise criterion
 
@@ -77,15 +70,6 @@ class CG(lx.AbstractLinearSolver[KrylovState]):
     atol: float
     max_steps: int | None = None
 
-    def __check_init__(self):
-        check_tolerances(self.rtol, self.atol, self.max_steps, "CG")
-        concrete = all(isinstance(t, int | float) for t in (self.rtol, self.atol))
-        if concrete and self.rtol == 0 and self.atol == 0 and self.max_steps is None:
-            raise ValueError(
-                "CG: with rtol = atol = 0 it can only stop at max_steps; give a "
-                "tolerance or max_steps"
-            )
-
     def init(self, operator: lx.AbstractLinearOperator, options: dict[str, Any]):
         del options
         square_operator(operator, "CG")
@@ -101,40 +85,9 @@ class CG(lx.AbstractLinearSolver[KrylovState]):
             operator = -operator
         return KrylovState(operator, negative)
 
-    def compute(
-        self, state: KrylovState, vector: PyTree[Array], options: dict[str, Any]
-    ) -> tuple[PyTree[Array], lx.RESULTS, dict[str, Any]]:
-        operator = state.operator
-        preconditioner, start = preconditioner_and_start(
-            operator, vector, options, "CG"
-        )
-        if state.negated:
-            # The state holds -A: solve (-A)x = -b, which has the same solution.
-            vector = jtu.tree_map(jnp.negative, vector)
-        tolerance = tolerance_for(self.rtol, self.atol, vector)
-
-        def run(x, residual, budget):
-            return _conjugate_gradients(
-                operator, preconditioner, x, residual, budget, tolerance
-            )
-
-        return solve_with_restarts(
-            run,
-            operator,
-            vector,
-            start,
-            tolerance,
-            max_steps_for(self.max_steps, vector),
-        )
-
-    def transpose(self, state: KrylovState, options: dict[str, Any]):
-        return KrylovState(state.operator.transpose(), state.negated), (
-            transposed_options(options)
-        )
-
-    def conj(self, state: KrylovState, options: dict[str, Any]):
-        return KrylovState(lx.conj(state.operator), state.negated), (
-            conjugated_options(options)
+    def _iterate(self, operator, preconditioner, x, residual, budget, tolerance):
+        return _conjugate_gradients(
+            operator, preconditioner, x, residual, budget, tolerance
         )
 
     def assume_full_rank(self):

@@ -2,6 +2,7 @@
 norm-wise stopping rule, and the restart on a residual that only the recurrence
 thinks has converged."""
 
+import abc
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import lineax as lx
 import numpy as np
+from equinox import AbstractVar
 from jaxtyping import Array, Bool, Int, PyTree
 
 from ._misc import structure_equal, tree_size, tree_two_norm
@@ -201,3 +203,72 @@ def conjugated_options(options: dict[str, Any]) -> dict[str, Any]:
     if "preconditioner" in options:
         return {"preconditioner": lx.conj(options["preconditioner"])}
     return {}
+
+
+class AbstractKrylovSolver(lx.AbstractLinearSolver[KrylovState]):
+    """A restarted Krylov solver with the norm-wise stopping rule: subclasses give the
+    operator check (`init`) and one run of the iteration (`_iterate`); validation,
+    the restarts, and the lineax transpose / conj rules are shared here."""
+
+    rtol: AbstractVar[float]
+    atol: AbstractVar[float]
+    max_steps: AbstractVar[int | None]
+
+    def __check_init__(self):
+        where = type(self).__name__
+        check_tolerances(self.rtol, self.atol, self.max_steps, where)
+        concrete = all(isinstance(t, int | float) for t in (self.rtol, self.atol))
+        if concrete and self.rtol == 0 and self.atol == 0 and self.max_steps is None:
+            raise ValueError(
+                f"{where}: with rtol = atol = 0 it can only stop at max_steps; give "
+                "a tolerance or max_steps"
+            )
+
+    @abc.abstractmethod
+    def _iterate(
+        self,
+        operator: lx.AbstractLinearOperator,
+        preconditioner: lx.AbstractLinearOperator | None,
+        x: PyTree[Array],
+        residual: PyTree[Array],
+        budget: Int[Array, ""],
+        tolerance: Array,
+    ) -> tuple[PyTree[Array], Int[Array, ""], Bool[Array, ""]]:
+        """One run from `x` with true residual `residual`: returns the new point, the
+        steps taken and whether the iteration broke down."""
+
+    def compute(
+        self, state: KrylovState, vector: PyTree[Array], options: dict[str, Any]
+    ) -> tuple[PyTree[Array], lx.RESULTS, dict[str, Any]]:
+        operator = state.operator
+        preconditioner, start = preconditioner_and_start(
+            operator, vector, options, type(self).__name__
+        )
+        if state.negated:
+            # The state holds -A: solve (-A)x = -b, which has the same solution.
+            vector = jtu.tree_map(jnp.negative, vector)
+        tolerance = tolerance_for(self.rtol, self.atol, vector)
+
+        def run(x, residual, budget):
+            return self._iterate(
+                operator, preconditioner, x, residual, budget, tolerance
+            )
+
+        return solve_with_restarts(
+            run,
+            operator,
+            vector,
+            start,
+            tolerance,
+            max_steps_for(self.max_steps, vector),
+        )
+
+    def transpose(self, state: KrylovState, options: dict[str, Any]):
+        return KrylovState(state.operator.transpose(), state.negated), (
+            transposed_options(options)
+        )
+
+    def conj(self, state: KrylovState, options: dict[str, Any]):
+        return KrylovState(lx.conj(state.operator), state.negated), (
+            conjugated_options(options)
+        )
