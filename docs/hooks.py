@@ -173,23 +173,3 @@ def on_page_markdown(markdown, page, config, files):
         lambda m: section(m["path"].strip(), m["heading"].strip()), markdown
     )
 
-
-# The tutorial "Scaling out across devices" is written separately; it joins the
-# navigation once the page exists, so the build stays strict either way.
-SCALING_PAGE = "tutorials/scaling.md"
-SCALING_TITLE = "Scaling out across devices"
-
-
-def on_config(config):
-    if not (Path(config["docs_dir"]) / SCALING_PAGE).is_file():
-        return config
-    for entry in config["nav"] or []:
-        if isinstance(entry, dict) and "Tutorials" in entry:
-            pages = entry["Tutorials"]
-            if not any(
-                SCALING_PAGE in item.values()
-                for item in pages
-                if isinstance(item, dict)
-            ):
-                pages.append({SCALING_TITLE: SCALING_PAGE})
-    return config

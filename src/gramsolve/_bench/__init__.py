@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
         "--seconds",
         type=float,
         default=None,
-        help="training wall time per optimizer and problem (default 15 with --quick, else 120)",
+        help="training wall time per optimizer and problem (default 10 with --quick, else 120)",
     )
     parser.add_argument("--problems", nargs="*", default=None)
     parser.add_argument("--optimizers", nargs="*", default=None)
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
 
     jax.config.update("jax_enable_x64", True)
     from ._solve import run_solve_suite, solve_table
-    from ._training import run_training_suite, training_table
+    from ._training import headline_table, run_training_suite, training_table
 
     args.out.mkdir(parents=True, exist_ok=True)
     suites = SUITES if args.suite == "all" else (args.suite,)
@@ -69,8 +69,15 @@ def main(argv: list[str]) -> None:
         f"# gramsolve benchmarks\n\nMachine: {json.dumps(results['machine'])}\n"
     ]
     start = time.perf_counter()
+
+    def write() -> None:
+        # After every suite, so that a failure in a later one keeps the earlier results.
+        results["wall_seconds"] = time.perf_counter() - start
+        (args.out / "results.json").write_text(json.dumps(results, indent=1))
+        (args.out / "results.md").write_text("\n\n".join(sections) + "\n")
+
     if "training" in suites:
-        seconds = args.seconds or (15.0 if args.quick else 120.0)
+        seconds = args.seconds or (10.0 if args.quick else 120.0)
         results["training_seconds"] = seconds
         results["training"] = run_training_suite(
             seconds,
@@ -81,19 +88,21 @@ def main(argv: list[str]) -> None:
         )
         sections.append(
             f"## Training ({seconds:g} s per optimizer and problem)\n\n"
+            + headline_table(results["training"])
+            + "\n\n"
             + training_table(results["training"])
         )
+        write()
     if "solve" in suites:
         results["solve"] = run_solve_suite(args.quick, args.out)
         sections.append("## Solve regimes\n\n" + solve_table(results["solve"]))
+        write()
     if "scale" in suites:
         from ._scale import run_scale_suite, scale_table
 
         results["scale"] = run_scale_suite(args.quick, args.out)
         sections.append("## Scale\n\n" + scale_table(results["scale"]))
-    results["wall_seconds"] = time.perf_counter() - start
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    (args.out / "results.md").write_text("\n\n".join(sections) + "\n")
+        write()
     print(
         f"\nwrote {args.out / 'results.json'}, {args.out / 'results.md'} and plots "
         f"({results['wall_seconds']:.0f} s)"

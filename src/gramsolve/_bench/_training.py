@@ -163,3 +163,40 @@ def training_table(rows: list[dict[str, Any]]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+NATURAL_GRADIENT = ("ENGD", "DNGD", "SPRING", "SketchyNGD")
+
+
+def headline_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per problem, our best natural-gradient error against our Adam's (same
+    wall time) and against the best error the source paper reports (on its GPU, with
+    its own budget), each in the paper's metric."""
+    lines = [
+        "| problem | best NGD here | Adam here | Adam / NGD | paper's best | "
+        "ours / paper's |",
+        "|---|---|---|---|---|---|",
+    ]
+    for problem_name in dict.fromkeys(r["problem"] for r in rows):
+        block = {r["optimizer"]: r for r in rows if r["problem"] == problem_name}
+        best = published_best(problem_name)
+        metric = best["metric"] if best else "rel_l2"
+        key = "rms" if metric == "rms" else "rel_l2"
+        label = "RMS" if key == "rms" else "rel. L2"
+        natural = [block[name] for name in NATURAL_GRADIENT if name in block]
+        if not natural:
+            continue
+        ours = min(natural, key=lambda r: r[key])
+        adam = block.get("Adam")
+        adam_cell = f"{adam[key]:.2e}" if adam else "—"
+        ratio = f"{adam[key] / ours[key]:.0f}×" if adam and ours[key] > 0 else "—"
+        if best:
+            paper = f"{best['error']:.2e} ({best['optimizer']}, {best['seconds']:g} s)"
+            versus = f"{ours[key] / best['error']:.2g}×"
+        else:
+            paper, versus = "none recorded", "—"
+        lines.append(
+            f"| {problem_name} ({label}) | {ours[key]:.2e} ({ours['optimizer']}, "
+            f"{ours['seconds']:.0f} s) | {adam_cell} | {ratio} | {paper} | {versus} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""`python -m gramsolve bench`: the files it writes and what they hold."""
+
+import json
+
+import numpy as np
+
+from gramsolve._bench import main
+from gramsolve._bench._solve import EXACT, run_cell, solve_table
+from gramsolve._bench._training import headline_table
+
+
+def test_training_suite_writes_results_plots_and_tables(tmp_path):
+    main(
+        [
+            "--suite",
+            "training",
+            "--seconds",
+            "2",
+            "--problems",
+            "poisson2d",
+            "--optimizers",
+            "ENGD",
+            "Adam",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["machine"]["float"] == "float64"
+    rows = results["training"]
+    assert [(r["problem"], r["optimizer"]) for r in rows] == [
+        ("poisson2d", "ENGD"),
+        ("poisson2d", "Adam"),
+    ]
+    for row in rows:
+        assert {"problem", "optimizer", "rel_l2", "seconds", "steps"} <= set(row)
+        assert row["steps"] > 0 and 0 < row["rel_l2"] < 10
+        # The budget is optimization time; evaluation and compilation are not in it.
+        assert 2 <= row["seconds"] < 10
+    assert (tmp_path / "training_poisson2d.png").stat().st_size > 0
+    report = (tmp_path / "results.md").read_text()
+    engd, adam = rows
+    headline = headline_table(rows)
+    # 2D Poisson's papers report RMS errors: the headline compares in that metric.
+    assert f"{engd['rms']:.2e} (ENGD" in headline
+    assert f"{adam['rms'] / engd['rms']:.0f}×" in headline
+    assert headline in report and "| ENGD |" in report
+
+
+def test_solve_cell_matches_the_dense_reference():
+    cell = run_cell(8, 6)
+    assert cell["m"] == 6 * 6 + 4 * 3 and cell["n"] == 2 * 8 + 8 + 8 * 8 + 8 + 8 + 1
+    for name in EXACT:
+        assert cell[name]["error"] < 1e-6, (name, cell[name])
+        assert cell[name]["seconds"] > 0 and cell[name]["bytes"] != 0
+    assert cell["fastest"] in EXACT
+    assert np.isclose(
+        cell["auto_over_fastest"],
+        cell["auto"]["seconds"] / cell[cell["fastest"]]["seconds"],
+    )
+    table = solve_table({"cells": [cell], "hand_written": _comparison()})
+    assert f"| {cell['n']} | {cell['m']} |" in table
+
+
+def _comparison():
+    return {"hand_written_seconds": 1e-3, "auto_seconds": 2e-3, "ratio": 2.0}
