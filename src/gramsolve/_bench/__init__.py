@@ -59,51 +59,82 @@ def main(argv: list[str]) -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from ._solve import run_solve_suite, solve_table
-    from ._training import headline_table, run_training_suite, training_table
+    from ._scale import run_scale_suite
+    from ._solve import run_solve_suite
+    from ._training import run_training_suite
 
     args.out.mkdir(parents=True, exist_ok=True)
     suites = SUITES if args.suite == "all" else (args.suite,)
-    results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
-    sections = [
-        f"# gramsolve benchmarks\n\nMachine: {json.dumps(results['machine'])}\n"
-    ]
-    start = time.perf_counter()
+    path = args.out / "results.json"
+    # One suite re-run into a folder that holds a full run replaces that suite's
+    # entry and keeps the others (each suite is measured side by side within itself).
+    results: dict[str, Any] = (
+        json.loads(path.read_text()) if args.suite != "all" and path.is_file() else {}
+    )
+    for suite in suites:
+        results.pop(suite, None)
 
-    def write() -> None:
+    def write(suite: str, value: Any, started: float) -> None:
         # After every suite, so that a failure in a later one keeps the earlier results.
-        results["wall_seconds"] = time.perf_counter() - start
-        (args.out / "results.json").write_text(json.dumps(results, indent=1))
-        (args.out / "results.md").write_text("\n\n".join(sections) + "\n")
+        results[suite] = value
+        results.setdefault("suites", {})[suite] = {
+            "machine": machine(),
+            "quick": args.quick,
+            "wall_seconds": time.perf_counter() - started,
+        }
+        path.write_text(json.dumps(results, indent=1))
+        (args.out / "results.md").write_text(report(results))
 
+    start = time.perf_counter()
     if "training" in suites:
         seconds = args.seconds or (10.0 if args.quick else 120.0)
-        results["training_seconds"] = seconds
-        results["training"] = run_training_suite(
+        rows = run_training_suite(
             seconds,
             args.out,
             problem_names=args.problems,
             optimizer_names=args.optimizers,
             progress=args.progress,
         )
-        sections.append(
-            f"## Training ({seconds:g} s per optimizer and problem)\n\n"
-            + headline_table(results["training"])
-            + "\n\n"
-            + training_table(results["training"])
-        )
-        write()
+        results["training_seconds"] = seconds
+        write("training", rows, start)
     if "solve" in suites:
-        results["solve"] = run_solve_suite(args.quick, args.out)
-        sections.append("## Solve regimes\n\n" + solve_table(results["solve"]))
-        write()
+        started = time.perf_counter()
+        write("solve", run_solve_suite(args.quick, args.out), started)
     if "scale" in suites:
-        from ._scale import run_scale_suite, scale_table
-
-        results["scale"] = run_scale_suite(args.quick, args.out)
-        sections.append("## Scale\n\n" + scale_table(results["scale"]))
-        write()
+        started = time.perf_counter()
+        write("scale", run_scale_suite(args.quick, args.out), started)
     print(
-        f"\nwrote {args.out / 'results.json'}, {args.out / 'results.md'} and plots "
-        f"({results['wall_seconds']:.0f} s)"
+        f"\nwrote {path}, {args.out / 'results.md'} and plots "
+        f"({time.perf_counter() - start:.0f} s)"
     )
+
+
+def report(results: dict[str, Any]) -> str:
+    """The markdown report of `results.json`: per suite the machine it ran on and
+    its tables."""
+    from ._scale import scale_table
+    from ._solve import solve_table
+    from ._training import headline_table, training_table
+
+    sections = ["# gramsolve benchmarks"]
+    for suite in SUITES:
+        if suite not in results:
+            continue
+        about = results.get("suites", {}).get(suite, {})
+        machine_line = ""
+        if about:
+            wall = about.get("wall_seconds")
+            took = "" if wall is None else f"; {wall:.0f} s"
+            quick = "; --quick" if about.get("quick") else ""
+            machine_line = f"Machine: {json.dumps(about['machine'])}{quick}{took}.\n\n"
+        if suite == "training":
+            title = f"## Training ({results['training_seconds']:g} s per optimizer and problem)"
+            body = (
+                headline_table(results[suite]) + "\n\n" + training_table(results[suite])
+            )
+        elif suite == "solve":
+            title, body = "## Solve regimes", solve_table(results[suite])
+        else:
+            title, body = "## Scale", scale_table(results[suite])
+        sections.append(f"{title}\n\n{machine_line}{body}")
+    return "\n\n".join(sections) + "\n"

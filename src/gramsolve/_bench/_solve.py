@@ -17,7 +17,7 @@ from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
 
-from ._timing import median_seconds
+from ._timing import interleaved_medians
 
 
 DAMPING = 1e-6
@@ -82,7 +82,7 @@ def _direction_fn(residuals, solver):
     return direction
 
 
-def run_cell(width: int, side: int) -> dict[str, Any]:
+def run_cell(width: int, side: int, seconds_per_cell: float = 3.0) -> dict[str, Any]:
     residuals, params = poisson_pinn(width, side)
     n = ravel_pytree(params)[0].size
     m = residuals.num_residuals(params)
@@ -93,12 +93,16 @@ def run_cell(width: int, side: int) -> dict[str, Any]:
     else:
         reference = np.linalg.solve(A.T @ A + DAMPING * np.eye(n), A.T @ r)
     cell: dict[str, Any] = {"n": int(n), "m": int(m)}
+    compiled, peaks = {}, {}
     for name, solver in regimes().items():
-        compiled, peak = compile_with_memory(_direction_fn(residuals, solver), params)
-        seconds = median_seconds(compiled, params, repeat=3)
-        value = np.asarray(ravel_pytree(compiled(params))[0])
+        compiled[name], peaks[name] = compile_with_memory(
+            _direction_fn(residuals, solver), params
+        )
+    seconds = interleaved_medians(compiled, params, seconds=seconds_per_cell)
+    for name, fn in compiled.items():
+        value = np.asarray(ravel_pytree(fn(params))[0])
         error = float(np.linalg.norm(value - reference) / np.linalg.norm(reference))
-        cell[name] = {"seconds": seconds, "bytes": peak, "error": error}
+        cell[name] = {"seconds": seconds[name], "bytes": peaks[name], "error": error}
     J = eqx.filter_jit(gs.JacobianOperator)(residuals, params)
     cell["auto_choice"] = str(gs.plan(J, DAMPING).choice)
     fastest = min(EXACT, key=lambda name: cell[name]["seconds"])
@@ -129,8 +133,10 @@ def hand_written_comparison() -> dict[str, float]:
         )
 
     auto = eqx.filter_jit(_direction_fn(residuals, gs.Auto()))
-    hand = median_seconds(hand_written, params)
-    ours = median_seconds(auto, params)
+    timed = interleaved_medians(
+        {"hand": hand_written, "ours": auto}, params, seconds=3.0
+    )
+    hand, ours = timed["hand"], timed["ours"]
     return {"hand_written_seconds": hand, "auto_seconds": ours, "ratio": ours / hand}
 
 

@@ -189,7 +189,7 @@ def headline_table(rows: list[dict[str, Any]]) -> str:
         ours = min(natural, key=lambda r: r[key])
         adam = block.get("Adam")
         adam_cell = f"{adam[key]:.2e}" if adam else "—"
-        ratio = f"{adam[key] / ours[key]:.0f}×" if adam and ours[key] > 0 else "—"
+        ratio = f"{adam[key] / ours[key]:.3g}×" if adam and ours[key] > 0 else "—"
         if best:
             paper = f"{best['error']:.2e} ({best['optimizer']}, {best['seconds']:g} s)"
             versus = f"{ours[key] / best['error']:.2g}×"
