@@ -2,7 +2,8 @@
 time, on 2D Poisson (MLP 2-32-32-1, 900 interior / 200 boundary points) and on the
 1+1D heat equation (issue: NGD building blocks and optimizers).
 
-The reference is written out here without gramsolve's solver: per-point `vmap(grad)`
+The reference uses none of gramsolve's solver (`gramsolve._bench._reference`, shared
+with the solve suite's comparison): per-point `vmap(grad)`
 Jacobian rows, `JJᵀ + λI` with λ = 1e-10, a Cholesky solve, and the 31-point grid
 line search 2^-k, jitted once. Printed: relative L2 error after the same optimization
 wall time, steps, ms/step, and each error over the reference's.
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
+from gramsolve._bench._reference import hand_written_direction
 
 
 def hand_written_engd(residuals, params, seconds: float, evaluate):
@@ -26,28 +28,14 @@ def hand_written_engd(residuals, params, seconds: float, evaluate):
     flat0, unravel = ravel_pytree(params)
     step_sizes = 0.5 ** jnp.arange(31.0)
 
-    def rows(flat):
-        p = unravel(flat)
-        blocks = []
-        for name in sorted(residuals.classes):
-            res = residuals[name]
-            grads = jax.vmap(
-                lambda x, res=res: ravel_pytree(jax.grad(res.fn)(p, x))[0]
-            )(res.points)
-            blocks.append(res.weight * grads)
-        return jnp.concatenate(blocks)
+    direction = hand_written_direction(residuals, 1e-10)
 
     def loss(flat):
         return residuals.loss(unravel(flat))
 
     @jax.jit
     def step(flat):
-        A = rows(flat)
-        r = ravel_pytree(residuals(unravel(flat)))[0]
-        K = A @ A.T + 1e-10 * jnp.eye(A.shape[0])
-        d = A.T @ jax.scipy.linalg.cho_solve(
-            jax.scipy.linalg.cho_factor(K, lower=True), r
-        )
+        d = direction(unravel(flat))
         losses = jax.vmap(lambda eta: loss(flat - eta * d))(step_sizes)
         losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
         best = jnp.argmin(losses)

@@ -3,9 +3,12 @@
 import json
 
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
+import gramsolve as gs
 from gramsolve._bench import main
-from gramsolve._bench._solve import EXACT, run_cell, solve_table
+from gramsolve._bench._reference import hand_written_direction
+from gramsolve._bench._solve import DAMPING, EXACT, poisson_pinn, run_cell, solve_table
 from gramsolve._bench._training import headline_table
 
 
@@ -64,3 +67,13 @@ def test_solve_cell_matches_the_dense_reference():
 
 def _comparison():
     return {"hand_written_seconds": 1e-3, "auto_seconds": 2e-3, "ratio": 2.0}
+
+
+def test_hand_written_reference_is_the_woodbury_direction():
+    residuals, params = poisson_pinn(8, 6)
+    A = np.asarray(gs.JacobianOperator(residuals, params).as_matrix())
+    r = np.asarray(ravel_pytree(residuals(params))[0])
+    expected = A.T @ np.linalg.solve(A @ A.T + DAMPING * np.eye(len(r)), r)
+    np.testing.assert_allclose(
+        hand_written_direction(residuals, DAMPING)(params), expected, rtol=1e-8
+    )

@@ -11,12 +11,12 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
 
+from ._reference import hand_written_direction
 from ._timing import interleaved_medians
 
 
@@ -116,22 +116,7 @@ def hand_written_comparison() -> dict[str, float]:
     demo's problem (2-32-32-1, m = 1020)."""
     residuals, params = poisson_pinn(32, 30)
 
-    @jax.jit
-    def hand_written(p):
-        blocks = []
-        for name in sorted(residuals.classes):
-            res = residuals[name]
-            grads = jax.vmap(
-                lambda x, res=res: ravel_pytree(jax.grad(res.fn)(p, x))[0]
-            )(res.points)
-            blocks.append(res.weight * grads)
-        A = jnp.concatenate(blocks)
-        r = ravel_pytree(residuals(p))[0]
-        K = A @ A.T + DAMPING * jnp.eye(A.shape[0])
-        return A.T @ jax.scipy.linalg.cho_solve(
-            jax.scipy.linalg.cho_factor(K, lower=True), r
-        )
-
+    hand_written = jax.jit(hand_written_direction(residuals, DAMPING))
     auto = eqx.filter_jit(_direction_fn(residuals, gs.Auto()))
     timed = interleaved_medians(
         {"hand": hand_written, "ours": auto}, params, seconds=3.0
