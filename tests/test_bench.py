@@ -12,22 +12,21 @@ from gramsolve._bench._solve import DAMPING, EXACT, poisson_pinn, run_cell, solv
 from gramsolve._bench._training import headline_table
 
 
-def test_training_suite_writes_results_plots_and_tables(tmp_path):
-    main(
-        [
-            "--suite",
-            "training",
-            "--seconds",
-            "2",
-            "--problems",
-            "poisson2d",
-            "--optimizers",
-            "ENGD",
-            "Adam",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+TRAINING = [
+    "--suite",
+    "training",
+    "--seconds",
+    "2",
+    "--problems",
+    "poisson2d",
+    "--optimizers",
+    "ENGD",
+    "Adam",
+]
+
+
+def test_training_suite_writes_results_plots_and_tables(tmp_path, capsys):
+    main([*TRAINING, "--out", str(tmp_path)])
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["suites"]["training"]["machine"]["float"] == "float64"
     rows = results["training"]
@@ -48,6 +47,24 @@ def test_training_suite_writes_results_plots_and_tables(tmp_path):
     assert f"{engd['rms']:.2e} (ENGD" in headline
     assert f"{adam['rms'] / engd['rms']:.3g}×" in headline
     assert headline in report and "| ENGD |" in report
+
+    # Killed before the suite's results were written: the runs come back from their
+    # checkpoints without a step, with the same numbers.
+    checkpoints = tmp_path / "checkpoints" / "training-2s"
+    assert {p.name for p in checkpoints.iterdir()} == {
+        "poisson2d-ENGD.eqx",
+        "poisson2d-Adam.eqx",
+    }
+    (tmp_path / "results.json").unlink()
+    main([*TRAINING, "--out", str(tmp_path)])
+    again = json.loads((tmp_path / "results.json").read_text())["training"]
+    for before, after in zip(rows, again, strict=True):
+        for key in ("rel_l2", "rms", "steps", "seconds", "loss"):
+            assert after[key] == before[key], key
+    # Run again with the same settings, the suite is kept as it is.
+    capsys.readouterr()
+    main([*TRAINING, "--out", str(tmp_path)])
+    assert "training: kept from" in capsys.readouterr().out
 
 
 def test_solve_cell_matches_the_dense_reference():

@@ -5,6 +5,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ def main(argv: list[str]) -> None:
         description="Benchmarks measured side by side in one run: the training suite "
         "(every optimizer for equal wall time on each paper problem), the solve suite "
         "(every regime over a grid of sizes) and the scale suite (the largest network "
-        "whose NGD step fits). Writes results.json, results.md and PNG plots.",
+        "whose NGD step fits). Writes results.json, results.md and PNG plots. Run "
+        "again into the same --out after a kill, it keeps the suites already measured "
+        "with the same settings and resumes the training runs from their checkpoints.",
     )
     parser.add_argument(
         "--quick",
@@ -54,6 +57,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--problems", nargs="*", default=None)
     parser.add_argument("--optimizers", nargs="*", default=None)
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="measure everything again: ignore the suites already in --out/results.json "
+        "and the training checkpoints in --out/checkpoints",
+    )
     args = parser.parse_args(argv)
 
     import jax
@@ -66,13 +75,27 @@ def main(argv: list[str]) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     suites = SUITES if args.suite == "all" else (args.suite,)
     path = args.out / "results.json"
-    # One suite re-run into a folder that holds a full run replaces that suite's
-    # entry and keeps the others (each suite is measured side by side within itself).
-    results: dict[str, Any] = (
-        json.loads(path.read_text()) if args.suite != "all" and path.is_file() else {}
-    )
+    seconds = args.seconds or (10.0 if args.quick else 120.0)
+    # What a suite's numbers depend on: a suite in results.json measured with the
+    # same settings is kept when the command runs again (after a kill, say).
+    settings = {
+        "training": {
+            "quick": args.quick,
+            "seconds": seconds,
+            "problems": args.problems,
+            "optimizers": args.optimizers,
+        },
+        "solve": {"quick": args.quick},
+        "scale": {"quick": args.quick},
+    }
+    results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    checkpoints = args.out / "checkpoints" / f"training-{seconds:g}s"
+    if args.restart:
+        shutil.rmtree(checkpoints, ignore_errors=True)
     for suite in suites:
-        results.pop(suite, None)
+        about = results.get("suites", {}).get(suite, {})
+        if args.restart or about.get("settings") != settings[suite]:
+            results.pop(suite, None)
 
     def write(suite: str, value: Any, started: float) -> None:
         # After every suite, so that a failure in a later one keeps the earlier results.
@@ -80,27 +103,37 @@ def main(argv: list[str]) -> None:
         results.setdefault("suites", {})[suite] = {
             "machine": machine(),
             "quick": args.quick,
+            "settings": settings[suite],
             "wall_seconds": time.perf_counter() - started,
         }
         path.write_text(json.dumps(results, indent=1))
         (args.out / "results.md").write_text(report(results))
 
+    def kept(suite: str) -> bool:
+        if suite in results:
+            print(
+                f"{suite}: kept from {path} (measured with the same settings); "
+                "--restart measures it again"
+            )
+            return True
+        return False
+
     start = time.perf_counter()
-    if "training" in suites:
-        seconds = args.seconds or (10.0 if args.quick else 120.0)
+    if "training" in suites and not kept("training"):
         rows = run_training_suite(
             seconds,
             args.out,
             problem_names=args.problems,
             optimizer_names=args.optimizers,
             progress=args.progress,
+            checkpoints=checkpoints,
         )
         results["training_seconds"] = seconds
         write("training", rows, start)
-    if "solve" in suites:
+    if "solve" in suites and not kept("solve"):
         started = time.perf_counter()
         write("solve", run_solve_suite(args.quick, args.out), started)
-    if "scale" in suites:
+    if "scale" in suites and not kept("scale"):
         started = time.perf_counter()
         write("scale", run_scale_suite(args.quick, args.out), started)
     print(

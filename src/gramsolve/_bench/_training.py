@@ -54,10 +54,15 @@ def run_training_suite(
     problem_names: list[str] | None = None,
     optimizer_names: list[str] | None = None,
     progress: bool = False,
+    checkpoints: Path | None = None,
     log=print,
 ) -> list[dict[str, Any]]:
     """Trains every optimizer on every problem for `seconds` of optimization wall
-    time each; returns one row per run and writes one convergence plot per problem."""
+    time each; returns one row per run and writes one convergence plot per problem.
+
+    With `checkpoints`, each run saves itself there once a minute (see
+    `gs.ngd.train`); running the suite again after a kill takes the finished runs from
+    their files without a step and resumes the interrupted one."""
     all_problems = problem_suite()
     all_optimizers = optimizer_suite()
     problem_names = problem_names or list(all_problems)
@@ -75,6 +80,10 @@ def run_training_suite(
         )
         histories = {}
         for optimizer_name in optimizer_names:
+            checkpoint = None
+            if checkpoints is not None:
+                checkpoints.mkdir(parents=True, exist_ok=True)
+                checkpoint = checkpoints / f"{problem_name}-{optimizer_name}.eqx"
             _, history = ngd.train(
                 all_optimizers[optimizer_name],
                 residuals,
@@ -84,6 +93,7 @@ def run_training_suite(
                 evaluations=25,
                 resample=_resampler(problem, apply),
                 progress=progress,
+                checkpoint=checkpoint,
             )
             histories[optimizer_name] = history
             summary = ngd.summary(history)

@@ -7,6 +7,10 @@ from ._adam import (
     LBFGSState as LBFGSState,
 )
 from ._base import AbstractOptimizer as AbstractOptimizer, NGDState as NGDState
+from ._checkpoint import (
+    load_checkpoint as load_checkpoint,
+    save_checkpoint as save_checkpoint,
+)
 from ._damping import (
     AbstractDamping as AbstractDamping,
     ConstantDamping as ConstantDamping,

@@ -2,6 +2,8 @@
 
 import dataclasses
 import math
+import os
+import pathlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,13 +15,16 @@ from tqdm.auto import tqdm
 
 from .._residual import AbstractResidual
 from ._base import AbstractOptimizer
+from ._checkpoint import load_checkpoint, save_checkpoint
 
 
 @dataclasses.dataclass
 class History:
     """What [`gramsolve.ngd.train`][] recorded: per step the optimization wall time
-    (compilation and evaluation excluded), loss, step size, damping and acceptance;
-    at evaluation points the values returned by `evaluate`."""
+    (compilation, evaluation and checkpoints excluded), loss, step size, damping and
+    acceptance; at evaluation points the values returned by `evaluate`. A run resumed
+    from a checkpoint continues the same history; `resumed_at` lists the steps it
+    resumed from and `compile_seconds` sums the compilations of every resumption."""
 
     seconds: list[float] = dataclasses.field(default_factory=list)
     loss: list[float] = dataclasses.field(default_factory=list)
@@ -30,6 +35,7 @@ class History:
     evaluation_steps: list[int] = dataclasses.field(default_factory=list)
     evaluations: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     compile_seconds: float = 0.0
+    resumed_at: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def steps(self) -> int:
@@ -60,6 +66,8 @@ def train(
     | None = None,
     key: PRNGKeyArray | None = None,
     progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: float = 60.0,
 ) -> tuple[PyTree[Array], History]:
     """Runs `optimizer` on `residuals` from `params` until `steps` steps or `seconds`
     of optimization wall time (whichever comes first; at least one must be given).
@@ -71,11 +79,43 @@ def train(
     draws new points for each step (`resample(residuals, key)`, which should swap the
     points with `eqx.tree_at` so the step does not recompile).
 
+    **Checkpoints.** With `checkpoint=PATH`, the run is written to `PATH` (see
+    [`gramsolve.ngd.save_checkpoint`][]: atomically, so a kill never leaves a torn
+    file) every `checkpoint_every` seconds of wall time (`0` means after every step)
+    and at the end: parameters, optimizer state, the residuals' arrays (the current
+    points), the random key of `resample`, the step count, the optimization time and
+    the history. Called again with the same `PATH`, `train` resumes where the file
+    left off and runs until the budget is reached, counted from the start of the
+    first run; the result is the same, to round-off, as one uninterrupted run of the
+    same steps. A run that the file shows finished is returned without a step. The
+    other arguments must describe the same run (the same optimizer class, network
+    and point counts; a mismatch raises `ValueError`), and a budget that the saved
+    run has already gone past raises `ValueError` rather than returning parameters
+    trained for longer than asked.
+
+    **Arguments:**
+
+    - `optimizer`: any [`gramsolve.ngd.AbstractOptimizer`][].
+    - `residuals`: the residual map (any [`gramsolve.AbstractResidual`][]).
+    - `params`: the initial parameters.
+    - `steps`, `seconds`: the budget (at least one).
+    - `evaluate`, `evaluations`: a function of the parameters returning a dict of
+      numbers, and about how many times to call it.
+    - `resample`, `key`: draws new points before each step, from `key` split once per
+      step (default `jax.random.PRNGKey(0)`).
+    - `progress`: show a tqdm progress bar.
+    - `checkpoint`, `checkpoint_every`: where and how often to save the run.
+
+    **Returns:**
+
+    `(params, history)`: the final parameters and a [`gramsolve.ngd.History`][].
+
     !!! Example
 
         ```python
         params, history = gs.ngd.train(gs.ngd.ENGD(), residuals, params, seconds=60,
-                                       evaluate=lambda p: problem.errors(apply, p))
+                                       evaluate=lambda p: problem.errors(apply, p),
+                                       checkpoint="engd.eqx")
         history.evaluations["relative_l2"][-1]
         ```
     """
@@ -85,31 +125,78 @@ def train(
         raise ValueError(f"train: steps must be positive, got {steps}")
     if seconds is not None and seconds <= 0:
         raise ValueError(f"train: seconds must be positive, got {seconds}")
+    if checkpoint_every < 0:
+        raise ValueError(
+            f"train: checkpoint_every must be non-negative, got {checkpoint_every}"
+        )
     key = jax.random.PRNGKey(0) if key is None else key
     history = History()
     state = optimizer.init(params)
+    step = 0
+    elapsed = 0.0
+    next_evaluation = 1
+    optimizer_name = type(optimizer).__name__
+    if checkpoint is not None:
+        checkpoint = pathlib.Path(checkpoint)
+    if checkpoint is not None and checkpoint.exists():
+        (params, state, residuals, key), record = load_checkpoint(
+            checkpoint, (params, state, residuals, key)
+        )
+        if record.get("optimizer") != optimizer_name:
+            raise ValueError(
+                f"train: {checkpoint} holds a run of {record.get('optimizer')}, not "
+                f"of {optimizer_name}; give another checkpoint path"
+            )
+        history = History(**record["history"])
+        step, elapsed = record["step"], record["elapsed"]
+        next_evaluation = record["next_evaluation"]
+        if (steps is not None and step > steps) or (
+            seconds is not None and any(s >= seconds for s in history.seconds[:-1])
+        ):
+            raise ValueError(
+                f"train: {checkpoint} holds {step} steps ({elapsed:.1f} s), past the "
+                f"budget of steps={steps}, seconds={seconds}; give another path"
+            )
+        history.resumed_at.append(step)
 
-    start = time.perf_counter()
-    jax.block_until_ready(optimizer.step(residuals, params, state))
-    history.compile_seconds = time.perf_counter() - start
+    def finished() -> bool:
+        return (steps is not None and step >= steps) or (
+            seconds is not None and elapsed >= seconds
+        )
 
-    def evaluate_now(elapsed: float, step: int) -> None:
+    def save() -> None:
+        record = {
+            "optimizer": optimizer_name,
+            "step": step,
+            "elapsed": elapsed,
+            "next_evaluation": next_evaluation,
+            "steps": steps,
+            "seconds": seconds,
+            "history": dataclasses.asdict(history),
+        }
+        save_checkpoint(checkpoint, (params, state, residuals, key), record)
+
+    def evaluate_now() -> None:
         if evaluate is not None:
             history.record_evaluation(elapsed, step, jax.device_get(evaluate(params)))
 
-    evaluate_now(0.0, 0)
-    elapsed = 0.0
-    next_evaluation = 1
-    total = steps if steps is not None else None
+    if not finished():
+        start = time.perf_counter()
+        jax.block_until_ready(optimizer.step(residuals, params, state))
+        history.compile_seconds += time.perf_counter() - start
+    if step == 0:
+        evaluate_now()
     bar = tqdm(
-        total=total,
+        total=steps,
+        initial=step,
         disable=not progress,
         unit="step",
         dynamic_ncols=True,
         mininterval=1.0,
     )
-    step = 0
-    while (steps is None or step < steps) and (seconds is None or elapsed < seconds):
+    last_save = time.perf_counter()
+    saved_step = step
+    while not finished():
         tick = time.perf_counter()
         if resample is not None:
             key, subkey = jax.random.split(key)
@@ -137,11 +224,20 @@ def train(
             elapsed / seconds if seconds is not None else 0.0,
         )
         if progress_fraction * evaluations >= next_evaluation:
-            evaluate_now(elapsed, step)
+            evaluate_now()
             next_evaluation = math.floor(progress_fraction * evaluations) + 1
+        if checkpoint is not None and time.perf_counter() - last_save >= (
+            checkpoint_every
+        ):
+            save()
+            last_save, saved_step = time.perf_counter(), step
     bar.close()
-    if not history.evaluation_steps or history.evaluation_steps[-1] != step:
-        evaluate_now(elapsed, step)
+    evaluated_last = history.evaluation_steps and history.evaluation_steps[-1] == step
+    if evaluate is not None and not evaluated_last:
+        evaluate_now()
+        saved_step = -1
+    if checkpoint is not None and saved_step != step:
+        save()
     return params, history
 
 
