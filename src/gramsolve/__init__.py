@@ -26,6 +26,10 @@ from ._jacobian import (
     JacobianOperator as JacobianOperator,
     JacobianTransposeOperator as JacobianTransposeOperator,
 )
+from ._least_squares import (
+    LeastSquaresSolver as LeastSquaresSolver,
+    LeastSquaresState as LeastSquaresState,
+)
 from ._lowrank import LowRank as LowRank
 from ._metric import (
     AbstractMetric as AbstractMetric,
@@ -59,6 +63,7 @@ from ._regimes import (
     SketchSolve as SketchSolve,
 )
 from ._residual import AbstractResidual as AbstractResidual
+from ._residual_function import residual_function as residual_function
 from ._residuals import Residuals as Residuals
 from ._sharding import shard_points as shard_points
 from ._solution import Solution as Solution
