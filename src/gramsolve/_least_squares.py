@@ -51,7 +51,10 @@ def _split_damped(
     keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
     probe = jtu.tree_unflatten(
         treedef,
-        [jax.random.normal(k, s.shape, s.dtype) for k, s in zip(keys, leaves)],
+        [
+            jax.random.normal(k, s.shape, s.dtype)
+            for k, s in zip(keys, leaves, strict=True)
+        ],
     )
     # Only the second block is used: under jit the Jacobian product is dead code.
     scaled = operator.mv(probe)[1]
