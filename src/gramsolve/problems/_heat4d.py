@@ -75,9 +75,10 @@ class Heat4D(AbstractProblem):
     and $\Delta_x u^* = -4 u^*$). A point is $(t, x_1, \dots, x_4)$, time first.
 
     The setup of Guzmán-Cordero et al.'s Woodbury/SPRING code (`equation heat`,
-    `boundary_condition sin_sum`, `dim_Omega 4`; `u_sin_sum` and the interior loss in
-    `rla_pinns/heat_equation.py`, the points in `rla_pinns/train.py`; experiments
-    `rla_pinns/exp14_heat4d` and `exp15_heat4d_fixed` in andresguzco/rla-pinns):
+    `boundary_condition sin_sum`, `dim_Omega 4`; $u^*$, the interior loss and the
+    boundary and initial draws in `rla_pinns/heat_equation.py`, their split and the
+    evaluation points in `rla_pinns/train.py`; experiments `rla_pinns/exp14_heat4d`
+    and `exp15_heat4d_fixed` in andresguzco/rla-pinns):
 
     - `"interior"`: $r = w\,(\partial_t u_\theta - \kappa\,\Delta_x u_\theta)$ at 3,000
       points uniform in $(0,1)^5$;
