@@ -45,10 +45,11 @@ SETUPS = [
     (P.Poisson10D(), {"interior": 3000, "boundary": 500}, 30000),
     (P.Poisson100D(), {"interior": 100, "boundary": 50}, 1000),
     (P.Heat1D(), {"interior": 900, "boundary": 60, "initial": 60}, 9000),
+    (P.Heat4D(), {"interior": 3000, "boundary": 250, "initial": 250}, 30000),
     (P.Helmholtz2D(), {"interior": 2000, "boundary": 500}, 10000),
 ]
 IDS = ["poisson2d", "poisson2d-grid", "poisson5d", "poisson10d", "poisson100d"]
-IDS += ["heat1d", "helmholtz2d"]
+IDS += ["heat1d", "heat4d", "helmholtz2d"]
 PROBLEMS = [setup[0] for setup in SETUPS]
 
 
@@ -74,7 +75,7 @@ def test_exact_solution_satisfies_every_residual(problem):
 
 # For u = u* + ε φ, each residual is ε times the problem's operator applied to φ; these
 # are the hand-computed operators on φ(x) = x_0² (Poisson, Helmholtz) and on
-# φ(t, x) = t + x² (heat, where ∂_t φ - κ ∂_xx φ = 1 - 2κ).
+# φ(t, x) = t + x_1² (heat, where ∂_t φ - κ Δ_x φ = 1 - 2κ in any space dimension).
 def _poisson_hand(x):
     return {"interior": -2.0 * jnp.ones(len(x)), "boundary": x[:, 0] ** 2}
 
@@ -101,9 +102,13 @@ PERTURBED = [
         P.Heat1D(num_interior=30, num_boundary=7, num_initial=5),
         lambda x: x[0] + x[1] ** 2,
     ),
+    (
+        P.Heat4D(num_interior=30, num_boundary=7, num_initial=5),
+        lambda x: x[0] + x[1] ** 2,
+    ),
     (P.Helmholtz2D(num_interior=30, num_boundary=20), lambda x: x[0] ** 2),
 ]
-HAND = [_poisson_hand] * 4 + [_heat_hand, _helmholtz_hand]
+HAND = [_poisson_hand] * 4 + [_heat_hand] * 2 + [_helmholtz_hand]
 
 
 @pytest.mark.parametrize(
@@ -147,6 +152,14 @@ def test_residual_weights_are_the_papers():
             "initial": 1 / math.sqrt(120),
         }
     )
+    # Woodbury/SPRING heat code: one mean over the 250 boundary and 250 initial points
+    assert weights(P.Heat4D()) == pytest.approx(
+        {
+            "interior": 1 / math.sqrt(3000),
+            "boundary": 1 / math.sqrt(500),
+            "initial": 1 / math.sqrt(500),
+        }
+    )
     # JAX-NG: one mean over all 2,500 residuals
     assert weights(P.Helmholtz2D()) == pytest.approx(
         {"interior": 1 / 50, "boundary": 1 / 50}
@@ -184,6 +197,44 @@ def test_heat_points_lie_on_their_parts_of_the_boundary():
     assert set(np.unique(boundary[:, 1])) == {0.0, 1.0}
     assert np.all(initial[:, 0] == 0)
     assert np.all((initial[:, 1] >= 0) & (initial[:, 1] < 1))
+
+
+def test_heat4d_points_lie_on_their_parts_of_the_boundary():
+    problem = P.Heat4D()
+    points = problem.collocation_points(jax.random.PRNGKey(4))
+    interior = np.asarray(points["interior"])
+    boundary = np.asarray(points["boundary"])
+    initial = np.asarray(points["initial"])
+    assert np.all((interior >= 0) & (interior < 1))
+    # time uniform, space on the cube's boundary: one coordinate at 0 or 1
+    assert np.all((boundary[:, 0] >= 0) & (boundary[:, 0] < 1))
+    assert len(np.unique(boundary[:, 0])) == 250
+    space = boundary[:, 1:]
+    assert np.all((space >= 0) & (space <= 1))
+    on_face = (space == 0) | (space == 1)
+    assert np.all(on_face.sum(axis=1) == 1)
+    # every one of the 8 faces is drawn
+    axis = on_face.argmax(axis=1)
+    faces = set(zip(axis, space[np.arange(len(space)), axis].astype(int), strict=True))
+    assert faces == {(i, v) for i in range(4) for v in (0, 1)}
+    assert np.all(initial[:, 0] == 0)
+    assert np.all((initial[:, 1:] >= 0) & (initial[:, 1:] < 1))
+    evaluation = np.asarray(problem.evaluation_points())
+    assert np.all((evaluation >= 0) & (evaluation < 1))
+
+
+def test_heat4d_exact_solution_by_hand():
+    problem = P.Heat4D()
+    x = jnp.array([0.3, 0.1, 0.2, 0.7, 1.0])
+    expected = np.exp(-0.3) * sum(np.sin(2 * v) for v in (0.1, 0.2, 0.7, 1.0))
+    np.testing.assert_allclose(problem.exact_solution(x), expected, rtol=1e-14)
+    # another diffusivity keeps u* a solution: it decays as exp(-4 κ t)
+    slow = P.Heat4D(diffusivity=0.1, num_interior=20, num_boundary=4, num_initial=4)
+    np.testing.assert_allclose(
+        slow.exact_solution(x), expected * np.exp(0.3 - 0.4 * 0.3), rtol=1e-14
+    )
+    values = _unweighted(slow.residuals(_exact(slow)), None)
+    assert max(float(jnp.max(jnp.abs(v))) for v in values.values()) < 1e-10
 
 
 def test_helmholtz_points_lie_in_the_square_and_on_its_sides():
@@ -236,8 +287,15 @@ def test_default_grid_is_strictly_inside_with_each_boundary_point_once():
 
 @pytest.mark.parametrize(
     "problem",
-    [P.Poisson2D(), P.Poisson5D(), P.Heat1D(), P.Helmholtz2D(), P.Poisson100D()],
-    ids=["poisson2d", "poisson5d", "heat1d", "helmholtz2d", "poisson100d"],
+    [
+        P.Poisson2D(),
+        P.Poisson5D(),
+        P.Heat1D(),
+        P.Heat4D(),
+        P.Helmholtz2D(),
+        P.Poisson100D(),
+    ],
+    ids=["poisson2d", "poisson5d", "heat1d", "heat4d", "helmholtz2d", "poisson100d"],
 )
 def test_resampling_draws_new_points_per_key_and_is_jittable(problem):
     key_a, key_b = jax.random.PRNGKey(10), jax.random.PRNGKey(11)
@@ -271,6 +329,7 @@ def test_grid_sampling_ignores_the_key_and_papers_resample_flags():
         "poisson10d": True,
         "poisson100d": True,
         "heat1d": False,
+        "heat4d": True,
         "helmholtz2d": True,
     }
 
@@ -311,6 +370,8 @@ def test_default_models_have_the_papers_parameter_counts():
     assert count(P.Poisson5D()) == 449  # 5-64-1, KFAC paper
     assert count(P.Poisson5D(hidden=[64, 64, 48, 48])) == 10065  # Woodbury paper
     assert count(P.Poisson10D()) == mlp_count([10, 256, 256, 128, 128, 1]) == 118145
+    # (t, x_1..x_4) -> 256-256-128-128 -> 1, as the Woodbury/SPRING heat code
+    assert count(P.Heat4D()) == mlp_count([5, 256, 256, 128, 128, 1]) == 116865
     assert count(P.Poisson100D()) == mlp_count([100, 768, 768, 512, 512, 1])
     assert count(P.Poisson100D()) == 1325057
     # 4 periodic features -> 30 x 4 -> 1
@@ -348,6 +409,7 @@ SMALL = [
     P.Poisson2D(interior_side=4, boundary_per_side=2),
     P.Poisson5D(num_interior=6, num_boundary=4),
     P.Heat1D(num_interior=6, num_boundary=3, num_initial=2),
+    P.Heat4D(num_interior=6, num_boundary=3, num_initial=2, hidden=(8, 8)),
     P.Helmholtz2D(num_interior=6, num_boundary=4),
 ]
 
@@ -356,8 +418,9 @@ def _hessian_reference(problem, apply, params, x):
     """The pointwise interior residual from `jax.hessian` (not folx)."""
     u = lambda y: apply(params, y)
     hessian = jax.hessian(u)(x)
-    if isinstance(problem, P.Heat1D):
-        return jax.grad(u)(x)[0] - problem.diffusivity * hessian[1, 1]
+    if isinstance(problem, (P.Heat1D, P.Heat4D)):
+        spatial = jnp.trace(hessian[1:, 1:])
+        return jax.grad(u)(x)[0] - problem.diffusivity * spatial
     if isinstance(problem, P.Helmholtz2D):
         k = problem.wavenumber
         return jnp.trace(hessian) + k**2 * u(x) - problem.source(x)
@@ -365,7 +428,7 @@ def _hessian_reference(problem, apply, params, x):
 
 
 @pytest.mark.parametrize(
-    "problem", SMALL, ids=["poisson2d", "poisson5d", "heat1d", "helmholtz2d"]
+    "problem", SMALL, ids=["poisson2d", "poisson5d", "heat1d", "heat4d", "helmholtz2d"]
 )
 def test_network_residuals_and_jacobian_match_independent_references(problem):
     params, apply = P.split_model(problem.default_model(jax.random.PRNGKey(2)))
@@ -421,12 +484,25 @@ def test_published_results_and_budgets():
     assert P.Heat1D().budget_seconds == 1000.0
     assert P.Poisson10D().budget_seconds == 7000.0
     assert P.Poisson100D().budget_seconds == 7000.0
+    assert P.Heat4D().budget_seconds == 3000.0
+    assert P.Heat4D(hidden=(64,)).reported() == ()
+    heat4d = {r.optimizer: r for r in P.Heat4D().reported()}
+    assert heat4d["ENGD-W"].error == pytest.approx(1.03e-5, rel=1e-2)
+    assert heat4d["SPRING"].error == pytest.approx(1.08e-5, rel=1e-2)
+    assert "exp14_heat4d" in heat4d["ENGD-W"].source
+    assert "exp15_heat4d_fixed" in heat4d["SPRING"].source
     assert P.Helmholtz2D().budget_seconds is None
     assert P.Poisson2D(sampling="grid").reported() == ()
     assert P.Poisson2D(hidden=(32,)).reported() == ()
     engd = {r.optimizer: r for r in P.Poisson2D().reported()}["ENGD"]
     assert engd.error == pytest.approx(6.19e-8, rel=1e-2) and engd.steps == 5701
-    for problem in [P.Poisson2D(), P.Poisson5D(), P.Heat1D(), P.Poisson100D()]:
+    for problem in [
+        P.Poisson2D(),
+        P.Poisson5D(),
+        P.Heat1D(),
+        P.Heat4D(),
+        P.Poisson100D(),
+    ]:
         reported = problem.reported()
         assert reported and all(r.hidden == problem.hidden for r in reported)
         assert all(r.metric == "rms" and r.seconds > 0 for r in reported)
@@ -448,6 +524,10 @@ def test_bad_setups_and_points_raise_clear_errors():
         P.Heat1D(num_initial=-1)
     with pytest.raises(ValueError, match="diffusivity"):
         P.Heat1D(diffusivity=0.0)
+    with pytest.raises(ValueError, match="num_interior"):
+        P.Heat4D(num_interior=0)
+    with pytest.raises(ValueError, match="diffusivity"):
+        P.Heat4D(diffusivity=-1.0)
     with pytest.raises(ValueError, match="frequencies"):
         P.Helmholtz2D(frequencies=(1.0, 2.0, 3.0))
     problem = P.Poisson5D(num_interior=4, num_boundary=4)

@@ -1,6 +1,7 @@
 """Benchmark PDE problems, set up as the source papers set them up, and their networks."""
 
 from ._heat1d import Heat1D as Heat1D
+from ._heat4d import Heat4D as Heat4D
 from ._helmholtz2d import Helmholtz2D as Helmholtz2D
 from ._network import MLP as MLP, PeriodicMLP as PeriodicMLP, split_model as split_model
 from ._poisson2d import Poisson2D as Poisson2D
@@ -17,6 +18,7 @@ __all__ = [
     "AbstractProblem",
     "AbstractUnitCubePoisson",
     "Heat1D",
+    "Heat4D",
     "Helmholtz2D",
     "MLP",
     "PeriodicMLP",
