@@ -345,3 +345,40 @@ def test_lbfgs_matches_optax():
         params, state, _ = optimizer.step(residuals, params, state)
         reference, reference_state = reference_step(reference, reference_state)
     np.testing.assert_allclose(flat(params), flat(reference), rtol=1e-9, atol=1e-12)
+
+
+def test_optax_transformation_matches_optax_by_hand():
+    residuals, params = _problem()
+    transform = optax.chain(
+        optax.clip_by_global_norm(0.5), optax.sgd(1e-2, momentum=0.9)
+    )
+    optimizer = gs.ngd.Optax(transform)
+    state = optimizer.init(params)
+    reference, reference_state = params, transform.init(params)
+    for _ in range(4):
+        params, state, info = optimizer.step(residuals, params, state)
+        grads = jax.grad(residuals.loss)(reference)
+        updates, reference_state = transform.update(grads, reference_state, reference)
+        reference = optax.apply_updates(reference, updates)
+        assert bool(info["accepted"]) and np.isnan(float(info["step_size"]))
+    np.testing.assert_allclose(flat(params), flat(reference), rtol=1e-12)
+    np.testing.assert_allclose(float(info["loss"]), float(residuals.loss(params)))
+    # Adam reports its (injected) learning rate, a schedule at the current step.
+    adam = gs.ngd.Adam(optax.linear_schedule(1e-2, 1e-3, 10))
+    adam_state = adam.init(params)
+    for _ in range(3):
+        _, adam_state, info = adam.step(residuals, params, adam_state)
+    # (optax evaluates the schedule in float32)
+    np.testing.assert_allclose(float(info["step_size"]), 1e-2 - 2 * 9e-4, rtol=1e-6)
+    with pytest.raises(TypeError, match="GradientTransformation"):
+        gs.ngd.Optax(lambda g: g)
+
+
+def test_optax_rejects_a_non_finite_step():
+    residuals, params = _problem()
+    optimizer = gs.ngd.Optax(optax.sgd(1e300))
+    state = optimizer.init(params)
+    new_params, _, info = optimizer.step(residuals, params, state)
+    assert not bool(info["accepted"])
+    np.testing.assert_array_equal(flat(new_params), flat(params))
+    assert float(info["loss"]) == float(residuals.loss(params))

@@ -1,11 +1,5 @@
 """Natural-gradient building blocks and optimizers for custom training loops."""
 
-from ._adam import (
-    Adam as Adam,
-    AdamState as AdamState,
-    LBFGS as LBFGS,
-    LBFGSState as LBFGSState,
-)
 from ._base import AbstractOptimizer as AbstractOptimizer, NGDState as NGDState
 from ._checkpoint import (
     load_checkpoint as load_checkpoint,
@@ -29,6 +23,12 @@ from ._line_search import (
     ArmijoLineSearch as ArmijoLineSearch,
     ConstantStepSize as ConstantStepSize,
     GridLineSearch as GridLineSearch,
+)
+from ._optax import (
+    Adam as Adam,
+    LBFGS as LBFGS,
+    Optax as Optax,
+    OptaxState as OptaxState,
 )
 from ._sketchy import SketchyNGD as SketchyNGD
 from ._spring import SPRING as SPRING
