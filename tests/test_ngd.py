@@ -382,3 +382,51 @@ def test_optax_rejects_a_non_finite_step():
     assert not bool(info["accepted"])
     np.testing.assert_array_equal(flat(new_params), flat(params))
     assert float(info["loss"]) == float(residuals.loss(params))
+
+
+def _model_problem():
+    model = eqx.nn.MLP(
+        2, "scalar", 8, 1, activation=jnp.tanh, key=jax.random.PRNGKey(4)
+    )
+    points = jax.random.uniform(jax.random.PRNGKey(5), (30, 2))
+
+    def interior(model, x):
+        return -gs.pde.laplacian(model)(x) - jnp.sum(jnp.sin(x))
+
+    return model, gs.Residuals({"r": gs.PointResidual(interior, points)})
+
+
+@pytest.mark.parametrize("name", ["engd", "dngd", "spring", "adam"])
+def test_an_equinox_model_as_parameters(name, tmp_path):
+    """An eqx.nn.MLP (with its activation function as a leaf) trained through `train`
+    takes the steps of the same optimizer on the model's arrays split by hand."""
+    model, residuals = _model_problem()
+    optimizer = OPTIMIZERS[name]
+    trained, history = gs.ngd.train(
+        optimizer, residuals, model, steps=4, progress=False, checkpoint=tmp_path / "m"
+    )
+    assert isinstance(trained, eqx.nn.MLP) and trained.activation is jnp.tanh
+    arrays, static = eqx.partition(model, eqx.is_array)
+    by_hand = gs.Residuals(
+        {
+            "r": gs.PointResidual(
+                lambda a, x: residuals.classes["r"].fn(eqx.combine(a, static), x),
+                residuals.classes["r"].points,
+            )
+        }
+    )
+    reference, reference_history = gs.ngd.train(
+        optimizer, by_hand, arrays, steps=4, progress=False
+    )
+    np.testing.assert_allclose(
+        flat(eqx.filter(trained, eqx.is_array)), flat(reference), rtol=1e-10
+    )
+    np.testing.assert_allclose(history.loss, reference_history.loss, rtol=1e-10)
+    assert history.loss[-1] < float(residuals.loss(model))
+    # and resumed from its checkpoint: a finished run, the same model back
+    again, _ = gs.ngd.train(
+        optimizer, residuals, model, steps=4, progress=False, checkpoint=tmp_path / "m"
+    )
+    np.testing.assert_array_equal(
+        flat(eqx.filter(again, eqx.is_array)), flat(eqx.filter(trained, eqx.is_array))
+    )

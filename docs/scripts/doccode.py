@@ -51,6 +51,7 @@ PAGES = (
     "tutorials/variational.md",
     "tutorials/regimes.md",
     "tutorials/scaling.md",
+    "tutorials/optimistix.md",
     "how-to-choose.md",
     "benchmarks.md",
 )

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 from jaxtyping import Array, Float, Inexact, PyTree
 
@@ -32,15 +33,18 @@ class FunctionResidual(AbstractResidual):
         if not callable(self.fn):
             raise TypeError("FunctionResidual: fn must be callable as fn(params)")
 
-    def __call__(self, params: PyTree[Array]) -> PyTree[Inexact[Array, "..."]]:
+    def __call__(self, params: PyTree) -> PyTree[Inexact[Array, "..."]]:
         return self.fn(params)
 
-    def jacobian(self, params: PyTree[Array]) -> Float[Array, "m n"]:
-        def flat_fn(flat_params):
-            return ravel(self.fn(unravel(flat_params, params)))
+    def jacobian(self, params: PyTree) -> Float[Array, "m n"]:
+        # With respect to the arrays alone (`params` may be an equinox model).
+        arrays, static = eqx.partition(params, eqx.is_array)
 
-        flat_params = ravel(params)
-        m = tree_size(jax.eval_shape(self.fn, params))
+        def flat_fn(flat_params):
+            return ravel(self.fn(eqx.combine(unravel(flat_params, arrays), static)))
+
+        flat_params = ravel(arrays)
+        m = tree_size(eqx.filter_eval_shape(self.fn, params))
         n = flat_params.shape[0]
         jac = jax.jacfwd if n < m else jax.jacrev
         return jac(flat_fn)(flat_params)

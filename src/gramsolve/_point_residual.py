@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, Float, Inexact, PyTree
 
-from ._misc import ravel_trailing, tree_size
+from ._misc import ravel_trailing
 from ._residual import AbstractResidual
 
 
@@ -114,10 +114,10 @@ class PointResidual(AbstractResidual):
     def num_points(self) -> int:
         return self.points.shape[0]
 
-    def output_dim(self, params: PyTree[Array]) -> int | None:
+    def output_dim(self, params: PyTree) -> int | None:
         """`None` for a scalar residual, `d` for a residual of shape `(d,)`."""
         point = jax.ShapeDtypeStruct(self.points.shape[1:], self.points.dtype)
-        out = jax.eval_shape(self.fn, params, point)
+        out = eqx.filter_eval_shape(self.fn, params, point)
         if not isinstance(out, jax.ShapeDtypeStruct):
             raise ValueError(
                 "PointResidual: fn(params, x) must return one array (a scalar or shape "
@@ -132,7 +132,7 @@ class PointResidual(AbstractResidual):
             f"(d,) for one point x; got shape {out.shape}"
         )
 
-    def _map(self, fn: Callable, params: PyTree[Array], points: Array) -> PyTree[Array]:
+    def _map(self, fn: Callable, params: PyTree, points: Array) -> PyTree[Array]:
         """`fn(params, x)` at every point `x`, stacked: one `vmap`, or chunks of
         `chunk_size` points (of each device's own points when they are sharded)."""
 
@@ -179,24 +179,29 @@ class PointResidual(AbstractResidual):
         weight = weight.reshape(weight.shape + (1,) * (values.ndim - 1))
         return weight * values
 
-    def __call__(self, params: PyTree[Array]) -> Inexact[Array, " N *d"]:
+    def __call__(self, params: PyTree) -> Inexact[Array, " N *d"]:
         self.output_dim(params)
         values = self._map(self.fn, params, self.points)
         return self._weighted(values)
 
-    def _point_rows(self, params: PyTree[Array], x: Array) -> Array:
-        if self.output_dim(params) is None:
-            gradient = jax.grad(self.fn)(params, x)
-            return ravel_trailing(gradient, 0)
-        jac = jax.jacrev(self.fn)(params, x)
-        return ravel_trailing(jac, 1)
+    def _point_rows(self, params: PyTree, x: Array) -> Array:
+        # Derivatives with respect to the arrays alone: `params` may be an equinox
+        # model whose other leaves (activations, sizes) are fixed.
+        arrays, static = eqx.partition(params, eqx.is_array)
 
-    def jacobian(self, params: PyTree[Array]) -> Float[Array, "m n"]:
+        def at(arrays):
+            return self.fn(eqx.combine(arrays, static), x)
+
+        if self.output_dim(params) is None:
+            return ravel_trailing(jax.grad(at)(arrays), 0)
+        return ravel_trailing(jax.jacrev(at)(arrays), 1)
+
+    def jacobian(self, params: PyTree) -> Float[Array, "m n"]:
         rows = self._map(self._point_rows, params, self.points)
         rows = self._weighted(rows)
-        return rows.reshape(-1, tree_size(params))
+        return rows.reshape(-1, rows.shape[-1])
 
-    def squared_row_norms(self, params: PyTree[Array]) -> Float[Array, " m"]:
+    def squared_row_norms(self, params: PyTree) -> Float[Array, " m"]:
         def point_norms(params, x):
             return jnp.sum(self._point_rows(params, x) ** 2, axis=-1)
 

@@ -33,22 +33,22 @@ class AbstractResidual(eqx.Module):
     """
 
     @abc.abstractmethod
-    def __call__(self, params: PyTree[Array]) -> PyTree[Inexact[Array, "..."]]:
+    def __call__(self, params: PyTree) -> PyTree[Inexact[Array, "..."]]:
         """The residual $r(\\theta)$ as a pytree of arrays."""
 
     @abc.abstractmethod
-    def jacobian(self, params: PyTree[Array]) -> Float[Array, "m n"]:
+    def jacobian(self, params: PyTree) -> Float[Array, "m n"]:
         """The dense Jacobian $\\partial r / \\partial \\theta$ as an `(m, n)` matrix."""
 
-    def squared_row_norms(self, params: PyTree[Array]) -> Float[Array, " m"]:
+    def squared_row_norms(self, params: PyTree) -> Float[Array, " m"]:
         """The squared norms of the Jacobian's rows: the diagonal of $JJ^\\top$."""
         return jnp.sum(self.jacobian(params) ** 2, axis=1)
 
-    def num_residuals(self, params: PyTree[Array]) -> int:
+    def num_residuals(self, params: PyTree) -> int:
         """$m$, the number of scalar residuals."""
         return tree_size(eqx.filter_eval_shape(self, params))
 
-    def loss(self, params: PyTree[Array]) -> Scalar:
+    def loss(self, params: PyTree) -> Scalar:
         r"""$\tfrac12 \|r(\theta)\|^2$."""
         leaves = jtu.tree_leaves(self(params))
         return 0.5 * sum(jnp.sum(leaf**2) for leaf in leaves)

@@ -58,7 +58,7 @@ def residual_function(
         rows = residuals.jacobian(params)
         return value, unravel(rows @ ravel(tangent).astype(rows.dtype), value)
 
-    def fn(params: PyTree[Array], args: Any) -> PyTree[Array]:
+    def fn(params: PyTree, args: Any) -> PyTree[Array]:
         del args
         return evaluate(params)
 

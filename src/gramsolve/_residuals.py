@@ -67,17 +67,15 @@ class Residuals(AbstractResidual):
     def _in_flatten_order(self) -> list[AbstractResidual]:
         return jtu.tree_leaves(self.classes, is_leaf=_is_residual)
 
-    def __call__(
-        self, params: PyTree[Array]
-    ) -> dict[str, PyTree[Inexact[Array, "..."]]]:
+    def __call__(self, params: PyTree) -> dict[str, PyTree[Inexact[Array, "..."]]]:
         return {name: c(params) for name, c in self.classes.items()}
 
-    def jacobian(self, params: PyTree[Array]) -> Float[Array, "m n"]:
+    def jacobian(self, params: PyTree) -> Float[Array, "m n"]:
         return jnp.concatenate(
             [c.jacobian(params) for c in self._in_flatten_order()], axis=0
         )
 
-    def squared_row_norms(self, params: PyTree[Array]) -> Float[Array, " m"]:
+    def squared_row_norms(self, params: PyTree) -> Float[Array, " m"]:
         return jnp.concatenate(
             [c.squared_row_norms(params) for c in self._in_flatten_order()]
         )

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
-from ._misc import tree_size
 from ._point_residual import PointResidual
 from ._residual import AbstractResidual
 from .pde._quadrature import Quadrature
@@ -25,7 +24,7 @@ class _WeakFormFeatures(eqx.Module):
     source: Callable | None
     dim: int = eqx.field(static=True)
 
-    def __call__(self, params: PyTree[Array], x: Float[Array, " dim"]) -> Array:
+    def __call__(self, params: PyTree, x: Float[Array, " dim"]) -> Array:
         parts = []
         if self.flux is not None:
             flux = jnp.asarray(self.flux(params, x))
@@ -244,10 +243,10 @@ class VariationalResidual(AbstractResidual):
         summed = summed.at[self.element_functions].add(local)
         return summed[: self.num_functions]
 
-    def __call__(self, params: PyTree[Array]) -> Float[Array, " K"]:
+    def __call__(self, params: PyTree) -> Float[Array, " K"]:
         integrals = self._contract(self.features(params))[:, 0]
         return self.weight * (integrals - self.load)
 
-    def jacobian(self, params: PyTree[Array]) -> Float[Array, "K n"]:
+    def jacobian(self, params: PyTree) -> Float[Array, "K n"]:
         rows = self.features.jacobian(params)  # (E·Q·F, n): per-point gradients
-        return self.weight * self._contract(rows.reshape(-1, tree_size(params)))
+        return self.weight * self._contract(rows.reshape(-1, rows.shape[-1]))

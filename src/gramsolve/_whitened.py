@@ -68,7 +68,7 @@ class Whitened(AbstractResidual):
         self.residuals = residuals
         self.metric = metric
 
-    def _check_size(self, params: PyTree[Array]) -> None:
+    def _check_size(self, params: PyTree) -> None:
         size = tree_size(eqx.filter_eval_shape(self.residuals, params))
         if size != self.metric.size:
             raise ValueError(
@@ -76,15 +76,15 @@ class Whitened(AbstractResidual):
                 f"the residual map has {size} residuals"
             )
 
-    def __call__(self, params: PyTree[Array]) -> Float[Array, " m"]:
+    def __call__(self, params: PyTree) -> Float[Array, " m"]:
         self._check_size(params)
         return self.metric.whiten(ravel(self.residuals(params)))
 
-    def jacobian(self, params: PyTree[Array]) -> Float[Array, "m n"]:
+    def jacobian(self, params: PyTree) -> Float[Array, "m n"]:
         self._check_size(params)
         return self.metric.whiten(self.residuals.jacobian(params))
 
-    def squared_row_norms(self, params: PyTree[Array]) -> Float[Array, " m"]:
+    def squared_row_norms(self, params: PyTree) -> Float[Array, " m"]:
         if isinstance(self.metric, DiagonalMetric):
             # W is diagonal: its rows scale the wrapped map's row norms, which may
             # have a cheaper per-point form than the dense Jacobian

@@ -63,12 +63,12 @@ class AbstractOptimizer(eqx.Module):
     """
 
     @abc.abstractmethod
-    def init(self, params: PyTree[Array]) -> Any:
+    def init(self, params: PyTree) -> Any:
         pass
 
     @abc.abstractmethod
     def step(
-        self, residuals: AbstractResidual, params: PyTree[Array], state: Any
+        self, residuals: AbstractResidual, params: PyTree, state: Any
     ) -> tuple[PyTree[Array], Any, dict[str, Any]]:
         pass
 

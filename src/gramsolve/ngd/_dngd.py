@@ -3,7 +3,7 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, PyTree
+from jaxtyping import PyTree
 
 from .._regimes import AbstractRegime, Auto
 from .._residual import AbstractResidual
@@ -18,6 +18,7 @@ from ._base import (
 from ._damping import AbstractDamping
 from ._directions import geodesic_acceleration, natural_gradient, tree_norm
 from ._line_search import AbstractLineSearch, GridLineSearch
+from ._model import over_arrays_step
 
 
 class DNGD(AbstractOptimizer):
@@ -58,11 +59,12 @@ class DNGD(AbstractOptimizer):
         if self.acceleration_ratio <= 0:
             raise ValueError("DNGD: acceleration_ratio must be positive")
 
-    def init(self, params: PyTree[Array]) -> NGDState:
+    def init(self, params: PyTree) -> NGDState:
         return initial_state(self.damping, self.seed)
 
     @eqx.filter_jit
-    def step(self, residuals: AbstractResidual, params: PyTree[Array], state: NGDState):
+    @over_arrays_step
+    def step(self, residuals: AbstractResidual, params: PyTree, state: NGDState):
         key, sketch_key = jax.random.split(state.key)
         jacobian, solution = natural_gradient(
             residuals, params, state.damping, self.solver, key=sketch_key

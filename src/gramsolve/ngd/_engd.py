@@ -2,7 +2,7 @@
 
 import equinox as eqx
 import jax
-from jaxtyping import Array, PyTree
+from jaxtyping import PyTree
 
 from .._regimes import AbstractRegime, Auto
 from .._residual import AbstractResidual
@@ -17,6 +17,7 @@ from ._base import (
 from ._damping import AbstractDamping
 from ._directions import natural_gradient
 from ._line_search import AbstractLineSearch, GridLineSearch
+from ._model import over_arrays_step
 
 
 class ENGD(AbstractOptimizer):
@@ -47,11 +48,12 @@ class ENGD(AbstractOptimizer):
     line_search: AbstractLineSearch = GridLineSearch()
     seed: int = 0
 
-    def init(self, params: PyTree[Array]) -> NGDState:
+    def init(self, params: PyTree) -> NGDState:
         return initial_state(self.damping, self.seed)
 
     @eqx.filter_jit
-    def step(self, residuals: AbstractResidual, params: PyTree[Array], state: NGDState):
+    @over_arrays_step
+    def step(self, residuals: AbstractResidual, params: PyTree, state: NGDState):
         key, sketch_key = jax.random.split(state.key)
         jacobian, solution = natural_gradient(
             residuals, params, state.damping, self.solver, key=sketch_key

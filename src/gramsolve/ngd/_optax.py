@@ -12,6 +12,7 @@ from jaxtyping import Array, Int, PyTree
 from .._regimes._base import all_finite
 from .._residual import AbstractResidual
 from ._base import AbstractOptimizer, tree_where
+from ._model import over_arrays_init, over_arrays_step
 
 
 class OptaxState(eqx.Module):
@@ -75,12 +76,14 @@ class Optax(AbstractOptimizer):
                 f"{type(self.transformation).__name__}"
             )
 
-    def init(self, params: PyTree[Array]) -> OptaxState:
+    @over_arrays_init
+    def init(self, params: PyTree) -> OptaxState:
         return OptaxState(_strong(self.transformation.init(params)), jnp.array(0))
 
     @eqx.filter_jit
+    @over_arrays_step
     def step(
-        self, residuals: AbstractResidual, params: PyTree[Array], state: OptaxState
+        self, residuals: AbstractResidual, params: PyTree, state: OptaxState
     ) -> tuple[PyTree[Array], OptaxState, dict[str, Any]]:
         loss, gradient = jax.value_and_grad(residuals.loss)(params)
         transformation = optax.with_extra_args_support(self.transformation)

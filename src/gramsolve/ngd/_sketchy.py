@@ -1,7 +1,7 @@
 """Sketchy NGD: the natural gradient from a low-rank sketch of the Gramian."""
 
 import equinox as eqx
-from jaxtyping import Array, PyTree
+from jaxtyping import PyTree
 
 from .._regimes import Nystrom, SketchSolve
 from .._residual import AbstractResidual
@@ -56,8 +56,8 @@ class SketchyNGD(AbstractOptimizer):
             seed=self.seed,
         )
 
-    def init(self, params: PyTree[Array]) -> NGDState:
+    def init(self, params: PyTree) -> NGDState:
         return initial_state(self.damping, self.seed)
 
-    def step(self, residuals: AbstractResidual, params: PyTree[Array], state: NGDState):
+    def step(self, residuals: AbstractResidual, params: PyTree, state: NGDState):
         return self._engd().step(residuals, params, state)

@@ -3,7 +3,7 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, PyTree
+from jaxtyping import PyTree
 
 from .._jacobian import JacobianOperator
 from .._regimes import AbstractRegime, Auto
@@ -20,6 +20,7 @@ from ._base import (
 )
 from ._damping import AbstractDamping
 from ._directions import spring_direction, tree_norm
+from ._model import over_arrays_init, over_arrays_step
 
 
 class SPRING(AbstractOptimizer):
@@ -67,12 +68,14 @@ class SPRING(AbstractOptimizer):
         if not 0 <= self.momentum < 1:
             raise ValueError(f"SPRING: momentum must be in [0, 1), got {self.momentum}")
 
-    def init(self, params: PyTree[Array]) -> NGDState:
+    @over_arrays_init
+    def init(self, params: PyTree) -> NGDState:
         zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
         return initial_state(self.damping, self.seed, momentum=zeros)
 
     @eqx.filter_jit
-    def step(self, residuals: AbstractResidual, params: PyTree[Array], state: NGDState):
+    @over_arrays_step
+    def step(self, residuals: AbstractResidual, params: PyTree, state: NGDState):
         key, sketch_key = jax.random.split(state.key)
         jacobian = JacobianOperator(residuals, params)
         loss = residual_loss(jacobian)

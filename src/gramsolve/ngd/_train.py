@@ -56,7 +56,7 @@ class History:
 def train(
     optimizer: AbstractOptimizer,
     residuals: AbstractResidual,
-    params: PyTree[Array],
+    params: PyTree,
     *,
     steps: int | None = None,
     seconds: float | None = None,
@@ -68,7 +68,7 @@ def train(
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: float = 60.0,
-) -> tuple[PyTree[Array], History]:
+) -> tuple[PyTree, History]:
     """Runs `optimizer` on `residuals` from `params` until `steps` steps or `seconds`
     of optimization wall time (whichever comes first; at least one must be given).
 
