@@ -37,9 +37,7 @@ SOLVERS = {
 
 def timed(fn, solver, params, steps):
     run = jax.jit(
-        lambda p: optx.least_squares(
-            fn, solver, p, max_steps=steps, throw=False
-        ).value
+        lambda p: optx.least_squares(fn, solver, p, max_steps=steps, throw=False).value
     )
     jax.block_until_ready(run(params))
     start = time.perf_counter()

@@ -63,14 +63,7 @@ def main() -> None:
         "poisson2d": gs.problems.Poisson2D(interior_side=30, boundary_per_side=50),
         "heat1d": gs.problems.Heat1D(),
     }
-    optimizers = {
-        "ENGD": gs.ngd.ENGD(),
-        "DNGD": gs.ngd.DNGD(),
-        "SPRING": gs.ngd.SPRING(),
-        "SketchyNGD": gs.ngd.SketchyNGD(),
-        "Adam": gs.ngd.Adam(),
-        "L-BFGS": gs.ngd.LBFGS(),
-    }
+    optimizers = gs.ngd.default_optimizers()
     for name in args.problems:
         problem = setups[name]
         model = gs.problems.MLP(problem.dim, [32, 32], key=jax.random.PRNGKey(0))

@@ -31,8 +31,13 @@ import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 from _timing import median_seconds, print_table
+from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
+
+
+def tree_norm(tree):
+    return jnp.linalg.norm(ravel_pytree(tree)[0])
 
 
 def outcome(result) -> str:
@@ -195,16 +200,22 @@ def main() -> None:
     vectors = jax.random.normal(jax.random.PRNGKey(2), (rank, m))
     structure = K.in_structure()
 
+    _, unravel = ravel_pytree(
+        jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), structure)
+    )
+
     @eqx.filter_jit
     def sequential_matvecs(K, vectors):
         def one(v):
-            return gs._misc.ravel(K.mv(gs._misc.unravel(v, structure)))
+            return ravel_pytree(K.mv(unravel(v)))[0]
 
         return jax.lax.map(one, vectors)
 
     @eqx.filter_jit
     def batched_matvecs(K, vectors):
-        return gs._misc.batched_matvec(K, vectors.T)
+        return jax.vmap(lambda v: ravel_pytree(K.mv(unravel(v)))[0], out_axes=1)(
+            vectors
+        )
 
     rows = [
         (f"{rank} sequential matvecs", median_seconds(sequential_matvecs, K, vectors)),
@@ -255,9 +266,7 @@ def main() -> None:
     for name, build in builders.items():
         run = pcg(build)
         difference = jax.tree_util.tree_map(lambda a, b: a - b, run(params), reference)
-        relative = float(
-            gs._misc.tree_two_norm(difference) / gs._misc.tree_two_norm(reference)
-        )
+        relative = float(tree_norm(difference) / tree_norm(reference))
         rows.append(
             (
                 f"{name} + PCG (rel. diff. to dense {relative:.0e})",
@@ -287,7 +296,7 @@ def main() -> None:
         b = K.jacobian.residual_value
         x = lx.linear_solve(K, b, lx.Cholesky()).value
         difference = jax.tree_util.tree_map(lambda u, v: u - v, b, K.mv(x))
-        return gs._misc.tree_two_norm(difference) / gs._misc.tree_two_norm(b)
+        return tree_norm(difference) / tree_norm(b)
 
     past = {
         f"Nyström (eigh), rank {2 * rank}": lambda K: gs.nystrom(K, 2 * rank, key=key),
@@ -321,9 +330,9 @@ def main() -> None:
                 jnp.all(jnp.isfinite(lowrank.basis))
                 & jnp.all(jnp.isfinite(lowrank.eigenvalues))
                 & jnp.all(jnp.isfinite(preconditioner.as_matrix()))
-                & jnp.all(jnp.isfinite(gs._misc.ravel(solution.value)))
+                & jnp.all(jnp.isfinite(ravel_pytree(solution.value)[0]))
             )
-            relative = solution.stats["residual_norm"] / gs._misc.tree_two_norm(b)
+            relative = solution.stats["residual_norm"] / tree_norm(b)
             return (
                 solution.stats["num_steps"],
                 solution.result,

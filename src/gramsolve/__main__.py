@@ -5,19 +5,11 @@ import sys
 from pathlib import Path
 
 
-OPTIMIZERS = ("engd", "dngd", "spring", "sketchy", "adam")
+def _optimizers() -> dict:
+    """`gs.ngd.default_optimizers()` by lower-case name."""
+    from gramsolve.ngd import default_optimizers
 
-
-def _optimizer(name: str):
-    import gramsolve as gs
-
-    return {
-        "engd": gs.ngd.ENGD,
-        "dngd": gs.ngd.DNGD,
-        "spring": gs.ngd.SPRING,
-        "sketchy": gs.ngd.SketchyNGD,
-        "adam": gs.ngd.Adam,
-    }[name]()
+    return {name.lower(): value for name, value in default_optimizers().items()}
 
 
 def demo(argv: list[str]) -> None:
@@ -27,7 +19,8 @@ def demo(argv: list[str]) -> None:
         "-Δu = 2π² sin(πx) sin(πy) on [0,1]², u = 0 on the boundary (float64, CPU "
         "or GPU), and write a convergence plot.",
     )
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="engd")
+    optimizers = _optimizers()
+    parser.add_argument("--optimizer", choices=list(optimizers), default="engd")
     parser.add_argument(
         "--seconds", type=float, default=60.0, help="optimization wall-time budget"
     )
@@ -57,7 +50,7 @@ def demo(argv: list[str]) -> None:
     residuals = problem.residuals(apply)
     n = gs.JacobianOperator(residuals, params).in_size()
     m = residuals.num_residuals(params)
-    optimizer = _optimizer(args.optimizer)
+    optimizer = optimizers[args.optimizer]
     print(
         f"2D Poisson, MLP {'-'.join(map(str, model.sizes))} tanh ({n} parameters), "
         f"{m} residuals, {args.optimizer.upper()}, {jax.devices()[0].platform}, float64"

@@ -25,14 +25,7 @@ def problem_suite() -> dict[str, problems.AbstractProblem]:
 
 def optimizer_suite() -> dict[str, ngd.AbstractOptimizer]:
     """Every optimizer with its library defaults: nothing tuned per problem."""
-    return {
-        "ENGD": ngd.ENGD(),
-        "DNGD": ngd.DNGD(),
-        "SPRING": ngd.SPRING(),
-        "SketchyNGD": ngd.SketchyNGD(),
-        "Adam": ngd.Adam(),
-        "L-BFGS": ngd.LBFGS(),
-    }
+    return ngd.default_optimizers()
 
 
 def _resampler(problem: problems.AbstractProblem, apply):

@@ -10,6 +10,7 @@ from ._damping import (
     ConstantDamping as ConstantDamping,
     LevenbergMarquardtDamping as LevenbergMarquardtDamping,
 )
+from ._defaults import default_optimizers as default_optimizers
 from ._directions import (
     geodesic_acceleration as geodesic_acceleration,
     natural_gradient as natural_gradient,
