@@ -11,28 +11,9 @@ import lineax as lx
 from jaxtyping import Array, Float, Inexact, PyTree
 
 from ._function_residual import FunctionResidual
-from ._misc import describe_structure, structure
+from ._misc import checked_vector, describe_structure, structure
 from ._registration import register_operator
 from ._residual import AbstractResidual
-
-
-def _checked_vector(
-    vector: PyTree[Any], expected: PyTree[jax.ShapeDtypeStruct], where: str
-) -> PyTree[Array]:
-    """`vector` with the dtypes of `expected`, or a clear error if its tree or shapes
-    differ."""
-    got = structure(vector)
-    same_tree = jtu.tree_structure(got) == jtu.tree_structure(expected)
-    if not same_tree or any(
-        g.shape != e.shape
-        for g, e in zip(jtu.tree_leaves(got), jtu.tree_leaves(expected), strict=True)
-    ):
-        raise ValueError(
-            f"{where}: the vector does not match the operator's input structure.\n"
-            f"  expected: {describe_structure(expected)}\n"
-            f"  got:      {describe_structure(vector)}"
-        )
-    return jtu.tree_map(lambda v, e: jnp.asarray(v, dtype=e.dtype), vector, expected)
 
 
 class _FirstOutput(eqx.Module):
@@ -114,14 +95,14 @@ class JacobianOperator(lx.AbstractLinearOperator):
     def mv(
         self, vector: PyTree[Inexact[Array, "..."]]
     ) -> PyTree[Inexact[Array, "..."]]:
-        vector = _checked_vector(vector, self.in_structure(), "JacobianOperator.mv")
+        vector = checked_vector(vector, self.in_structure(), "JacobianOperator.mv")
         return self._jvp(vector)
 
     def vjp(
         self, cotangent: PyTree[Inexact[Array, "..."]]
     ) -> PyTree[Inexact[Array, "..."]]:
         """$J^\\top u$ for a residual-shaped `u` (the same as `transpose().mv(u)`)."""
-        cotangent = _checked_vector(
+        cotangent = checked_vector(
             cotangent, self.out_structure(), "JacobianOperator.transpose().mv"
         )
         return self._vjp(cotangent)

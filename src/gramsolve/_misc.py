@@ -34,6 +34,32 @@ def structure_equal(a: PyTree[Any], b: PyTree[Any]) -> bool:
     return eqx.tree_equal(structure(a), structure(b)) is True
 
 
+def same_shapes(tree: PyTree[Any], expected: PyTree[jax.ShapeDtypeStruct]) -> bool:
+    """Whether `tree` has the tree structure and leaf shapes of `expected` (dtypes
+    may differ)."""
+    got = structure(tree)
+    if jtu.tree_structure(got) != jtu.tree_structure(expected):
+        return False
+    return all(
+        g.shape == e.shape
+        for g, e in zip(jtu.tree_leaves(got), jtu.tree_leaves(expected), strict=True)
+    )
+
+
+def checked_vector(
+    vector: PyTree[Any], expected: PyTree[jax.ShapeDtypeStruct], where: str
+) -> PyTree[Array]:
+    """`vector` with the dtypes of `expected`, or a clear error if its tree or shapes
+    differ."""
+    if not same_shapes(vector, expected):
+        raise ValueError(
+            f"{where}: the vector does not match the operator's input structure.\n"
+            f"  expected: {describe_structure(expected)}\n"
+            f"  got:      {describe_structure(vector)}"
+        )
+    return jtu.tree_map(lambda v, e: jnp.asarray(v, dtype=e.dtype), vector, expected)
+
+
 def describe_structure(tree: PyTree[Any]) -> str:
     """A short human-readable description of a pytree's structure, for errors."""
     shapes = structure(tree)
@@ -209,3 +235,8 @@ def tree_dot(a: PyTree[Array], b: PyTree[Array]) -> Inexact[Array, ""]:
 def tree_two_norm(a: PyTree[Array]) -> Inexact[Array, ""]:
     """The Euclidean norm of all the entries of a pytree."""
     return jnp.sqrt(tree_dot(a, a))
+
+
+def half_squared_norm(tree: PyTree[Array]) -> Inexact[Array, ""]:
+    r"""$\tfrac12\|r\|^2$ over all the entries of a pytree: the least-squares loss."""
+    return 0.5 * sum(jnp.sum(leaf**2) for leaf in jtu.tree_leaves(tree))

@@ -4,10 +4,9 @@ import abc
 
 import equinox as eqx
 import jax.numpy as jnp
-import jax.tree_util as jtu
 from jaxtyping import Array, Float, Inexact, PyTree, Scalar
 
-from ._misc import tree_size
+from ._misc import half_squared_norm, tree_size
 
 
 class AbstractResidual(eqx.Module):
@@ -50,5 +49,4 @@ class AbstractResidual(eqx.Module):
 
     def loss(self, params: PyTree) -> Scalar:
         r"""$\tfrac12 \|r(\theta)\|^2$."""
-        leaves = jtu.tree_leaves(self(params))
-        return 0.5 * sum(jnp.sum(leaf**2) for leaf in leaves)
+        return half_squared_norm(self(params))

@@ -6,25 +6,10 @@ import jax
 import lineax as lx
 from jaxtyping import ArrayLike, Float, PRNGKeyArray, PyTree
 
-from ._jacobian import _checked_vector
-from ._misc import check_damping, describe_structure, structure
+from ._misc import check_damping, checked_vector, describe_structure, same_shapes
 from ._regimes import AbstractRegime, Auto, Plan
 from ._regimes._base import RightHandSide
 from ._solution import Solution
-
-
-def _same_shapes(tree: PyTree[Any], expected: PyTree[jax.ShapeDtypeStruct]) -> bool:
-    got = structure(tree)
-    if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(expected):
-        return False
-    return all(
-        g.shape == e.shape
-        for g, e in zip(
-            jax.tree_util.tree_leaves(got),
-            jax.tree_util.tree_leaves(expected),
-            strict=True,
-        )
-    )
 
 
 def _check_rhs(
@@ -33,10 +18,10 @@ def _check_rhs(
     expected = (
         jacobian.out_structure() if kind == "residual" else jacobian.in_structure()
     )
-    if _same_shapes(rhs, expected):
-        return _checked_vector(rhs, expected, "gramsolve")
+    if same_shapes(rhs, expected):
+        return checked_vector(rhs, expected, "gramsolve")
     other = jacobian.in_structure() if kind == "residual" else jacobian.out_structure()
-    if _same_shapes(rhs, other):
+    if same_shapes(rhs, other):
         hint = (
             "it has the parameters' structure: for (JᵀJ + λI)⁻¹ g use gs.gramian_solve"
             if kind == "residual"

@@ -12,11 +12,11 @@ import lineax as lx
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree, Scalar
 
 from .._jacobian import JacobianOperator
+from .._misc import half_squared_norm, tree_dot
 from .._regimes._base import all_finite
 from .._residual import AbstractResidual
 from .._solution import Solution
 from ._damping import AbstractDamping, ConstantDamping
-from ._directions import tree_vdot
 from ._line_search import AbstractLineSearch
 
 
@@ -87,7 +87,7 @@ def usable(solution: Solution) -> Bool[Array, ""]:
 
 
 def residual_loss(jacobian: JacobianOperator) -> Scalar:
-    return 0.5 * sum(jnp.sum(r**2) for r in jtu.tree_leaves(jacobian.residual_value))
+    return half_squared_norm(jacobian.residual_value)
 
 
 def line_search_update(
@@ -114,7 +114,7 @@ def line_search_update(
     residual = jacobian.residual_value
     slope = None
     if line_search.needs_slope:
-        slope = -tree_vdot(jacobian.transpose().mv(residual), direction)
+        slope = -tree_dot(jacobian.transpose().mv(residual), direction)
 
     def loss_along(eta):
         return residuals.loss(path(eta))
@@ -127,7 +127,7 @@ def line_search_update(
     if damping_rule.needs_gain_ratio:
         # Predicted decrease of the Gauss–Newton model ½‖r - ηJd‖².
         model_residual = tree_axpy(-eta, jacobian.mv(direction), residual)
-        model = 0.5 * sum(jnp.sum(r**2) for r in jtu.tree_leaves(model_residual))
+        model = half_squared_norm(model_residual)
         predicted = loss - model
         gain_ratio = jnp.where(predicted > 0, (loss - trial_loss) / predicted, -jnp.inf)
     new_damping = damping_rule.update(state.damping, accepted, gain_ratio)

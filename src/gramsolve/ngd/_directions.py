@@ -6,24 +6,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Scalar
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from .._jacobian import JacobianOperator
 from .._regimes import AbstractRegime, Auto
 from .._residual import AbstractResidual
 from .._solution import Solution
 from .._solve import solve
-
-
-def tree_vdot(a: PyTree[Array], b: PyTree[Array]) -> Scalar:
-    return sum(
-        jnp.vdot(x, y)
-        for x, y in zip(jtu.tree_leaves(a), jtu.tree_leaves(b), strict=True)
-    )
-
-
-def tree_norm(a: PyTree[Array]) -> Scalar:
-    return jnp.sqrt(tree_vdot(a, a))
 
 
 def natural_gradient(

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PyTree
 
+from .._misc import tree_two_norm
 from .._regimes import AbstractRegime, Auto
 from .._residual import AbstractResidual
 from ._base import (
@@ -16,7 +17,7 @@ from ._base import (
     tree_axpy,
 )
 from ._damping import AbstractDamping
-from ._directions import geodesic_acceleration, natural_gradient, tree_norm
+from ._directions import geodesic_acceleration, natural_gradient
 from ._line_search import AbstractLineSearch, GridLineSearch
 from ._model import over_arrays_step
 
@@ -79,7 +80,7 @@ class DNGD(AbstractOptimizer):
             self.solver,
             solution.state,
         )
-        ratio = 2 * tree_norm(acceleration.value) / tree_norm(direction)
+        ratio = 2 * tree_two_norm(acceleration.value) / tree_two_norm(direction)
         usable = jnp.isfinite(ratio)
 
         def path(eta):

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 from jaxtyping import PyTree
 
 from .._jacobian import JacobianOperator
+from .._misc import tree_two_norm
 from .._regimes import AbstractRegime, Auto
 from .._residual import AbstractResidual
 from ._base import (
@@ -19,7 +20,7 @@ from ._base import (
     usable,
 )
 from ._damping import AbstractDamping
-from ._directions import spring_direction, tree_norm
+from ._directions import spring_direction
 from ._model import over_arrays_init, over_arrays_step
 
 
@@ -88,7 +89,7 @@ class SPRING(AbstractOptimizer):
             self.solver,
             key=sketch_key,
         )
-        norm = tree_norm(direction)
+        norm = tree_two_norm(direction)
         eta = jnp.minimum(self.learning_rate, jnp.sqrt(self.norm_constraint) / norm)
         candidate = tree_axpy(-eta, direction, params)
         new_loss = residuals.loss(candidate)
