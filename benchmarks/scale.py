@@ -76,7 +76,7 @@ def main() -> None:
     import jax.numpy as jnp
 
     import gramsolve as gs
-    from gramsolve._regimes._cost import current_machine, sketch_batch_size
+    from gramsolve._cost import current_machine, sketch_batch_size
 
     def batch(text: str) -> int | None:
         """`auto` (gramsolve's default), `all` (one vmap over the rank), or an int."""
@@ -227,7 +227,7 @@ def main() -> None:
         flops = current_machine(jnp.dtype(dtype).itemsize).flops_per_second
         for text, elapsed, temp in rows:
             # The cost model's unit: GEMM-flop equivalents per Jacobian entry of one
-            # Gramian product (SKETCH_FLOPS_PER_ENTRY in gramsolve/_regimes/_cost.py).
+            # Gramian product (SKETCH_FLOPS_PER_ENTRY in gramsolve/_cost.py).
             per_entry = elapsed / min(args.rank, m) * flops / (m * n)
             print(
                 f"  batch {text:>5}: {elapsed:8.2f} s  {elapsed / base:5.2f}x   "

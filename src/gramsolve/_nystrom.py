@@ -9,6 +9,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from ._cost import sketch_batch_size
 from ._lowrank import approximation_target, eigen_from_factor, LowRank
 from ._misc import batched_matvec, check_batch_size, check_damping, tree_dtype
 
@@ -191,9 +192,6 @@ def nystrom(
 def automatic_batch_size(operator: lx.AbstractLinearOperator, count: int) -> int:
     """How many of `count` sketch products to evaluate at once by default (the cost
     model's `sketch_batch_size`)."""
-    # Imported here: the cost model's package imports this module.
-    from ._regimes._cost import sketch_batch_size
-
     return sketch_batch_size(operator, count)
 
 

@@ -8,8 +8,8 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, PyTree
 
+from .._cost import current_machine, format_bytes, format_seconds
 from ._base import AbstractRegime, Estimate, RightHandSide, sizes, smaller_space
-from ._cost import current_machine, format_bytes, format_seconds
 from ._dense import Dense
 from ._iterative import Iterative
 from ._preconditioners import Nystrom

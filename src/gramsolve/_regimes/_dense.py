@@ -9,6 +9,7 @@ import jax.scipy.linalg as jsl
 import lineax as lx
 from jaxtyping import Array, Bool, Float, PyTree
 
+from .._cost import current_machine, DENSE_JACOBIAN_FLOPS_PER_ENTRY
 from .._misc import ravel, unravel
 from ._base import (
     AbstractSpaceRegime,
@@ -17,7 +18,6 @@ from ._base import (
     sizes,
     Space,
 )
-from ._cost import current_machine, DENSE_JACOBIAN_FLOPS_PER_ENTRY
 
 
 def _jittered_cholesky(

@@ -10,6 +10,13 @@ import lineax as lx
 from jaxtyping import Array, PyTree
 
 from .._cg import CG
+from .._cost import (
+    current_machine,
+    linearisation_bytes,
+    MATVEC_FLOPS_PER_ENTRY,
+    PRECONDITIONED_ITERATIONS,
+    SKETCH_FLOPS_PER_ENTRY,
+)
 from .._minres import MINRES
 from ._base import (
     AbstractSpaceRegime,
@@ -19,13 +26,6 @@ from ._base import (
     Estimate,
     sizes,
     Space,
-)
-from ._cost import (
-    current_machine,
-    linearisation_bytes,
-    MATVEC_FLOPS_PER_ENTRY,
-    PRECONDITIONED_ITERATIONS,
-    SKETCH_FLOPS_PER_ENTRY,
 )
 from ._preconditioners import (
     AbstractLowRankPreconditioner,

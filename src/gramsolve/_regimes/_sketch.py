@@ -6,6 +6,7 @@ import jax.tree_util as jtu
 import lineax as lx
 from jaxtyping import Array, Float, PyTree
 
+from .._cost import current_machine, linearisation_bytes, SKETCH_FLOPS_PER_ENTRY
 from .._lowrank import LowRank
 from .._misc import ravel, unravel
 from ._base import (
@@ -17,7 +18,6 @@ from ._base import (
     sizes,
     Space,
 )
-from ._cost import current_machine, linearisation_bytes, SKETCH_FLOPS_PER_ENTRY
 from ._preconditioners import AbstractLowRankPreconditioner, Nystrom
 
 

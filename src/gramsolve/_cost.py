@@ -14,8 +14,8 @@ import equinox as eqx
 import jax
 import lineax as lx
 
-from .._gramian import ParameterGramian, ResidualGramian
-from .._misc import tree_dtype
+from ._gramian import ParameterGramian, ResidualGramian
+from ._misc import tree_dtype
 
 
 # GEMM-flop equivalents per Jacobian entry (per point and parameter).
