@@ -37,11 +37,19 @@ class DNGD(AbstractOptimizer):
 
     `solver` defaults to [`gramsolve.Auto`][]: both solves are the same in parameter
     space, $(J^\top J + \lambda I)^{-1}J^\top$, so the smaller Gramian is factorised
-    (the paper's residual-space form when $m < n$). On 5D Poisson (3,500 points, 449
-    parameters) that is 101 ms per step against 717 ms for the residual-space
-    Cholesky, and on 2D Poisson (1,020 points, 257 parameters) 10 s of training
-    reached an RMS error of 1.5e-9 against 8.5e-9. A matrix-free regime's Nyström
-    preconditioner is reused for the correction.
+    (the paper's residual-space form when $m < n$; the [benchmarks](../benchmarks.md)
+    measure the difference). A matrix-free regime's Nyström preconditioner is reused
+    for the correction.
+
+    **Arguments:**
+
+    - `solver`: the regime of both solves.
+    - `damping`: $\lambda$, a number (constant) or a damping rule
+      ([`gramsolve.ngd.LevenbergMarquardtDamping`][]).
+    - `line_search`: how $\eta$ is chosen (default the grid $2^{-k}$,
+      $k = 0..30$).
+    - `acceleration_ratio`: $\alpha$ of the ratio test.
+    - `seed`: the seed of the sketches of randomised regimes.
 
     !!! Example
 

@@ -31,21 +31,30 @@ class SPRING(AbstractOptimizer):
     $$\phi_k = \mu\phi_{k-1} + J^\top(JJ^\top + \lambda I)^{-1}(r - \mu J\phi_{k-1}),
       \qquad \theta \leftarrow \theta - \eta_k \phi_k,$$
 
+    with the norm-constrained step $\eta_k = \min(\eta, \sqrt{C}/\|\phi_k\|)$ instead of
+    a line search (one loss evaluation per step, to report it and to reject non-finite
+    steps).
+
     The paper writes the solve in residual space; by the push-through identity
     $J^\top(JJ^\top + \lambda I)^{-1} = (J^\top J + \lambda I)^{-1}J^\top$ it is the same
     direction in parameter space, so `solver` defaults to [`gramsolve.Auto`][], which
-    solves in the smaller space (measured on 5D Poisson, 3,500 points and 449
-    parameters: 31 ms per step against 700 ms for the residual-space Cholesky).
-
-    with the norm-constrained step $\eta_k = \min(\eta, \sqrt{C}/\|\phi_k\|)$ instead of
-    a line search (one loss evaluation per step, to report it and to reject non-finite
-    steps). The defaults (learning rate 1, momentum 0.5, norm constraint 1, damping
+    solves in the smaller space (the [benchmarks](../benchmarks.md) measure the
+    difference). The defaults (learning rate 1, momentum 0.5, norm constraint 1, damping
     1e-10) train the 2D Poisson and heat benchmarks from a random initialisation;
     the paper's tuned 5D Poisson settings, for long runs, are learning rate 0.064,
     momentum 0.83, damping 6.8e-10 and norm constraint 1e-3.
 
     A step whose direction or loss is not finite is rejected: parameters unchanged,
     momentum reset to zero, damping raised.
+
+    **Arguments:**
+
+    - `learning_rate`: $\eta$.
+    - `momentum`: $\mu \in [0, 1)$.
+    - `norm_constraint`: $C > 0$.
+    - `solver`: the regime of the solve.
+    - `damping`: $\lambda$, a number (constant) or a damping rule.
+    - `seed`: the seed of the sketches of randomised regimes.
 
     !!! Example
 
