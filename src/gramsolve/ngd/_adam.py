@@ -13,6 +13,13 @@ from .._residual import AbstractResidual
 from ._base import AbstractOptimizer
 
 
+def _optax_promotion():
+    # optax's updates (0.2.8) mix an int32 step count with Python floats and int64
+    # indices, which `jax_numpy_dtype_promotion="strict"` rejects; they run under the
+    # default rules. The loss and gradient are computed outside, under the caller's.
+    return jax.numpy_dtype_promotion("standard")
+
+
 class AdamState(eqx.Module):
     optax_state: Any
     count: Int[Array, ""]
@@ -43,9 +50,10 @@ class Adam(AbstractOptimizer):
         self, residuals: AbstractResidual, params: PyTree[Array], state: AdamState
     ):
         loss, gradient = jax.value_and_grad(residuals.loss)(params)
-        updates, optax_state = self._transform().update(
-            gradient, state.optax_state, params
-        )
+        with _optax_promotion():
+            updates, optax_state = self._transform().update(
+                gradient, state.optax_state, params
+            )
         finite = jnp.isfinite(loss) & jnp.all(
             jnp.stack(
                 [jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]
@@ -121,14 +129,15 @@ class LBFGS(AbstractOptimizer):
         self, residuals: AbstractResidual, params: PyTree[Array], state: LBFGSState
     ):
         loss, gradient = jax.value_and_grad(residuals.loss)(params)
-        updates, optax_state = self._transform().update(
-            gradient,
-            state.optax_state,
-            params,
-            value=loss,
-            grad=gradient,
-            value_fn=residuals.loss,
-        )
+        with _optax_promotion():
+            updates, optax_state = self._transform().update(
+                gradient,
+                state.optax_state,
+                params,
+                value=loss,
+                grad=gradient,
+                value_fn=residuals.loss,
+            )
         new_params = optax.apply_updates(params, updates)
         new_loss = residuals.loss(new_params)
         finite = jnp.isfinite(new_loss)
