@@ -12,3 +12,7 @@ import jax  # noqa: E402
 
 
 jax.config.update("jax_enable_x64", True)
+# As in lineax's and optimistix's suites: any implicit dtype or rank promotion in the
+# library (e.g. a float32 residual silently upcast by a float64 damping) is an error.
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")

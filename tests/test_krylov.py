@@ -19,7 +19,7 @@ from helpers import (
 SIZE = 40
 EIGENVALUES = jnp.logspace(0, -4, SIZE)  # condition number 1e4
 MATRIX, EIGENVECTORS = psd_matrix(EIGENVALUES, key=5)
-VECTOR = jnp.cos(jnp.arange(SIZE) / 3.0)
+VECTOR = jnp.cos(jnp.arange(SIZE, dtype=jnp.float64) / 3.0)
 SOLVERS = {"cg": gs.CG, "minres": gs.MINRES}
 
 

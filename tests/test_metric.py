@@ -12,7 +12,7 @@ from helpers import flat, flat_jacobian, init_mlp, scalar_mlp
 def _random_spd(size, key, condition=1e3):
     q, _ = jnp.linalg.qr(jax.random.normal(jax.random.PRNGKey(key), (size, size)))
     eigenvalues = jnp.logspace(0.0, np.log10(condition), size)
-    return (q * eigenvalues) @ q.T
+    return (q * eigenvalues[None, :]) @ q.T
 
 
 def _gradient(params, x):

@@ -40,9 +40,8 @@ def test_nystrom_preconditioner_matches_its_formula(eigenvalues):
     values = np.asarray(eigenvalues)
     projector = basis @ basis.T
     # P⁻¹ = (λ̂_k + μ) U(Λ̂ + μI)⁻¹Uᵀ + (I − UUᵀ)
-    reference = (values[-1] + damping) * (basis / (values + damping)) @ basis.T + (
-        np.eye(30) - projector
-    )
+    scaled = basis / (values + damping)[None, :]
+    reference = (values[-1] + damping) * scaled @ basis.T + (np.eye(30) - projector)
     np.testing.assert_allclose(preconditioner.as_matrix(), reference, atol=1e-14)
     vector = {"u": jnp.linspace(-1.0, 1.0, 20), "v": jnp.ones((2, 5))}
     out = eqx.filter_jit(lambda p, x: p.mv(x))(preconditioner, vector)

@@ -59,8 +59,8 @@ def test_mesh_rule_elements_cells_and_exactness():
         lower = [breakpoints_x[cx], breakpoints_y[cy]]
         upper = [breakpoints_x[cx + 1], breakpoints_y[cy + 1]]
         np.testing.assert_allclose(rule.cells[e], [lower, upper])
-        assert np.all(rule.points[e] > np.asarray(lower))
-        assert np.all(rule.points[e] < np.asarray(upper))
+        assert np.all(np.asarray(rule.points[e]) > np.asarray(lower))
+        assert np.all(np.asarray(rule.points[e]) < np.asarray(upper))
         np.testing.assert_allclose(
             jnp.sum(rule.weights[e]), (upper[0] - lower[0]) * (upper[1] - lower[1])
         )

@@ -116,7 +116,7 @@ def _conjugate_gradients(operator, preconditioner, x, residual, budget, toleranc
         rz_new = tree_dot(r, z)
         beta = jnp.where(ok, rz_new / jnp.where(ok, rz, 1), 0)
         p = jtu.tree_map(lambda z_, p_: z_ + (beta * p_).astype(z_.dtype), z, p)
-        return x, r, p, rz_new, steps + ok, tree_two_norm(r), ~ok
+        return x, r, p, rz_new, steps + ok.astype(steps.dtype), tree_two_norm(r), ~ok
 
     state = (
         x,

@@ -138,7 +138,7 @@ class LowRank(lx.AbstractLinearOperator):
         return unravel(solution, self.structure)
 
     def as_matrix(self) -> Float[Array, "size size"]:
-        return (self.basis * self.eigenvalues) @ self.basis.T
+        return (self.basis * self.eigenvalues[None, :]) @ self.basis.T
 
     def transpose(self) -> "LowRank":
         return self
@@ -166,7 +166,9 @@ def _structure_of(tree: PyTree[Any]) -> PyTree[jax.ShapeDtypeStruct]:
 register_operator(
     LowRank,
     symmetric_psd=True,
-    diagonal=lambda operator: jnp.sum(operator.basis**2 * operator.eigenvalues, axis=1),
+    diagonal=lambda operator: jnp.sum(
+        operator.basis**2 * operator.eigenvalues[None, :], axis=1
+    ),
 )
 
 

@@ -44,7 +44,7 @@ def _pseudo_inverse_root_factor(
     cutoff = float(jnp.finfo(core.dtype).eps) * jnp.max(jnp.abs(values))
     keep = values > cutoff
     inverse_root = jnp.where(keep, 1 / jnp.sqrt(jnp.where(keep, values, 1)), 0)
-    return (shifted_sketch @ vectors) * inverse_root
+    return (shifted_sketch @ vectors) * inverse_root[None, :]
 
 
 def _cholesky_factor(

@@ -73,7 +73,7 @@ def _block_step(
     values, vectors = jnp.linalg.eigh(block)
     keep = values > cutoff
     inverse_root = jnp.where(keep, 1 / jnp.sqrt(jnp.where(keep, values, 1)), 0)
-    new = (columns @ vectors) * inverse_root
+    new = (columns @ vectors) * inverse_root[None, :]
     factor = jax.lax.dynamic_update_slice(factor, new, (0, start))
     remaining = jnp.maximum(remaining - jnp.sum(new**2, axis=1), 0)
     remaining = remaining.at[pivots].set(0)

@@ -176,7 +176,7 @@ class PointResidual(AbstractResidual):
             weight = jax.lax.with_sharding_constraint(
                 weight, _weight_sharding(self.sharding)
             )
-        weight = weight.reshape(weight.shape + (1,) * (values.ndim - 1))
+        weight = weight.reshape(weight.shape + (1,) * (values.ndim - weight.ndim))
         return weight * values
 
     def __call__(self, params: PyTree) -> Inexact[Array, " N *d"]:

@@ -110,7 +110,7 @@ class NystromPreconditioner(lx.AbstractLinearOperator):
     def as_matrix(self) -> Float[Array, "size size"]:
         basis = self.lowrank.basis
         eye = jnp.eye(basis.shape[0], dtype=basis.dtype)
-        return eye + (basis * (self.scales() - 1)) @ basis.T
+        return eye + (basis * (self.scales() - 1)[None, :]) @ basis.T
 
     def transpose(self) -> "NystromPreconditioner":
         return self
@@ -187,7 +187,7 @@ class JacobiPreconditioner(lx.AbstractLinearOperator):
 
 def _nystrom_diagonal(operator):
     basis = operator.lowrank.basis
-    return 1 + jnp.sum(basis**2 * (operator.scales() - 1), axis=1)
+    return 1 + jnp.sum(basis**2 * (operator.scales() - 1)[None, :], axis=1)
 
 
 register_operator(NystromPreconditioner, symmetric_psd=True, diagonal=_nystrom_diagonal)

@@ -15,6 +15,13 @@ from ._base import AbstractOptimizer, tree_where
 from ._model import over_arrays_init, over_arrays_step
 
 
+def _optax_promotion():
+    # optax's updates (0.2.8) mix an int32 step count with Python floats and int64
+    # indices, which `jax_numpy_dtype_promotion="strict"` rejects; they run under the
+    # default rules. The loss and gradient are computed outside, under the caller's.
+    return jax.numpy_dtype_promotion("standard")
+
+
 class OptaxState(eqx.Module):
     """The state of [`gramsolve.ngd.Optax`][]: optax's state and a step counter."""
 
@@ -78,7 +85,9 @@ class Optax(AbstractOptimizer):
 
     @over_arrays_init
     def init(self, params: PyTree) -> OptaxState:
-        return OptaxState(_strong(self.transformation.init(params)), jnp.array(0))
+        with _optax_promotion():
+            optax_state = self.transformation.init(params)
+        return OptaxState(_strong(optax_state), jnp.array(0))
 
     @eqx.filter_jit
     @over_arrays_step
@@ -87,14 +96,15 @@ class Optax(AbstractOptimizer):
     ) -> tuple[PyTree[Array], OptaxState, dict[str, Any]]:
         loss, gradient = jax.value_and_grad(residuals.loss)(params)
         transformation = optax.with_extra_args_support(self.transformation)
-        updates, optax_state = transformation.update(
-            gradient,
-            state.optax_state,
-            params,
-            value=loss,
-            grad=gradient,
-            value_fn=residuals.loss,
-        )
+        with _optax_promotion():
+            updates, optax_state = transformation.update(
+                gradient,
+                state.optax_state,
+                params,
+                value=loss,
+                grad=gradient,
+                value_fn=residuals.loss,
+            )
         new_params = optax.apply_updates(params, updates)
         new_loss = residuals.loss(new_params)
         accepted = jnp.isfinite(new_loss) & all_finite(updates)

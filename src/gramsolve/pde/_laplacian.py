@@ -25,6 +25,21 @@ def _restricted(
     return u_sub, x[index]
 
 
+def _forward_laplacian(u: Callable, x: Array):
+    """folx's forward Laplacian of `u` at `x`.
+
+    folx's propagation rules (0.2.30) broadcast Jacobians against values by rank
+    promotion and mix float32 with float64 intermediates (casting the results back),
+    so they fail under `jax_numpy_rank_promotion="raise"` or
+    `jax_numpy_dtype_promotion="strict"`; they run with the defaults. `u` itself is
+    first traced under the caller's settings, so that its own implicit promotions
+    are still reported.
+    """
+    jax.eval_shape(u, x)
+    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+        return folx.forward_laplacian(u, sparsity_threshold=0)(x)
+
+
 def laplacian(
     u: Callable[[Float[Array, " dim"]], Scalar],
     *,
@@ -63,7 +78,7 @@ def laplacian(
         u_sub, y = _restricted(u, x, dims)
         if method == "hessian":
             return jnp.trace(jax.hessian(u_sub)(y))
-        return folx.forward_laplacian(u_sub, sparsity_threshold=0)(y).laplacian
+        return _forward_laplacian(u_sub, y).laplacian
 
     return lap
 
@@ -75,7 +90,7 @@ def value_gradient_laplacian(
     residuals that need all three (advection-diffusion, Burgers, Allen–Cahn, ...)."""
 
     def fn(x: Float[Array, " dim"]):
-        out = folx.forward_laplacian(u, sparsity_threshold=0)(x)
+        out = _forward_laplacian(u, x)
         return out.x, out.jacobian.dense_array.reshape(x.shape), out.laplacian
 
     return fn

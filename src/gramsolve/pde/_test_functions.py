@@ -277,6 +277,7 @@ class SineTestFunctions(AbstractTestFunctions):
     ) -> Scalar:
         del element
         frequencies = jnp.stack(jnp.unravel_index(index, self.counts)) + 1
+        frequencies = frequencies.astype(x.dtype)
         lower = jnp.asarray(self.lower, dtype=x.dtype)
         length = jnp.asarray(self.upper, dtype=x.dtype) - lower
         return jnp.prod(jnp.sin(frequencies * jnp.pi * (x - lower) / length))
