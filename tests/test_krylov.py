@@ -253,6 +253,26 @@ def test_unreachable_tolerance_stagnates_early(name):
     assert residual <= 1e-8 * np.linalg.norm(vector)
 
 
+@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("scale", [1e-12, 1e-20])
+def test_tiny_operator_against_a_large_right_hand_side(name, scale):
+    # λI with λ far below ε‖b‖ (a damped Gramian of a zero Jacobian): perfectly
+    # conditioned, solved in one step. MINRES once counted ‖b‖ into its estimate of
+    # ‖A‖ and took the first γ = λ for rounding: no step, result "stagnation".
+    dtype = jnp.float32 if scale == 1e-12 else jnp.float64
+    operator = lx.MatrixLinearOperator(
+        jnp.asarray(scale, dtype) * jnp.eye(SIZE, dtype=dtype),
+        lx.positive_semidefinite_tag,
+    )
+    vector = jnp.asarray(VECTOR, dtype)
+    rtol = float(np.sqrt(np.finfo(dtype).eps))
+    solution = lx.linear_solve(
+        operator, vector, SOLVERS[name](rtol=rtol, atol=0.0), throw=False
+    )
+    assert solution.result == lx.RESULTS.successful
+    np.testing.assert_allclose(solution.value, vector / scale, rtol=10 * rtol)
+
+
 def test_breakdown_is_reported_and_finite():
     # An indefinite matrix falsely tagged positive semidefinite: CG meets pᵀAp <= 0.
     matrix = jnp.diag(jnp.array([1.0, -1.0]))

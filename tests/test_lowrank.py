@@ -92,6 +92,28 @@ def test_lowrank_operator_against_dense():
     assert lowrank.T is lowrank and lx.conj(lowrank) is lowrank
 
 
+@pytest.mark.parametrize("columns", [6, 30])
+def test_solve_damped_tiny_damping_in_the_span(columns):
+    # A vector in the span of U's columns of positive eigenvalue: the rounding of
+    # v - UUᵀv (about ε‖v‖, in every direction) must not come back divided by λ
+    # inside that span, where the answer is of size ‖v‖/Λ. Before the complement
+    # was projected twice, the backward error ‖(Â + λI)x - v‖ was about λ₁ε‖v‖/λ,
+    # 1e-3‖v‖ here, with a partial or a full basis. (Rounding left in directions of
+    # zero eigenvalue is still divided by λ: that is (Â + λI)'s own conditioning.)
+    basis = np.asarray(orthonormal(2, 30, columns))
+    eigenvalues = np.zeros(columns)
+    eigenvalues[:4] = [5.0, 2.0, 1.0, 0.1]
+    lowrank = gs.LowRank(
+        jnp.asarray(basis), jnp.asarray(eigenvalues), jax.ShapeDtypeStruct((30,), float)
+    )
+    vector = basis[:, :4] @ np.array([1.0, -2.0, 0.5, 3.0])
+    damping = 1e-12
+    solved = np.asarray(lowrank.solve_damped(jnp.asarray(vector), damping))
+    damped = (basis * eigenvalues) @ basis.T + damping * np.eye(30)
+    backward = np.linalg.norm(damped @ solved - vector)
+    assert backward <= 1e-13 * np.linalg.norm(vector)
+
+
 def test_lowrank_rejects_bad_input():
     lowrank, basis, eigenvalues = _pytree_lowrank()
     # Shape mismatches are caught by the jaxtyping annotations under pytest (a

@@ -154,7 +154,13 @@ def _minres(operator, preconditioner, x, residual, budget, tolerance):
         # means the preconditioner is not positive definite.
         indefinite = beta_squared < -eps * (alpha**2 + old_beta**2)
         beta = jnp.sqrt(jnp.maximum(beta_squared, 0))
-        tnorm2 = s["tnorm2"] + alpha**2 + old_beta**2 + beta**2
+        # ‖T‖_F² of the Lanczos matrix so far, the scale of the rounding tests
+        # below. On the first step `old_beta` is β₁ = ‖b‖ (P-norm), not an entry of
+        # T (SciPy counts it all the same): with ‖b‖ ≫ ‖A‖/ε, e.g. λI with
+        # λ = 1e-12 in float32, it made the first γ look like rounding and stopped
+        # the solve before its first step.
+        first = s["steps"] == 0
+        tnorm2 = s["tnorm2"] + alpha**2 + jnp.where(first, 0, old_beta**2) + beta**2
         # Apply the previous Givens rotation, then compute the next one.
         old_epsilon = s["epsilon"]
         cs, sn, dbar = s["cs"], s["sn"], s["dbar"]

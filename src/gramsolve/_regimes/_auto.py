@@ -1,5 +1,6 @@
 """Auto: choose the space and the regime from the sizes and a memory budget."""
 
+import math
 from typing import Any
 
 import equinox as eqx
@@ -58,6 +59,19 @@ def _is_concrete_zero(damping: Any) -> bool:
     if isinstance(damping, jax.core.Tracer):
         return False
     return bool(np.asarray(damping) == 0)
+
+
+def _fitting_rank(available: int, size: int, itemsize: int) -> int:
+    """The largest rank whose preconditioner fits `available` bytes: a rank-k
+    Nyström preconditioner holds 3·k·size + k² numbers (see `Iterative.estimate`)."""
+    numbers = max(0, available) // itemsize
+    rank = int((math.isqrt(9 * size * size + 4 * numbers) - 3 * size) // 2)
+    # isqrt rounds down: settle the last unit exactly
+    while 3 * (rank + 1) * size + (rank + 1) ** 2 <= numbers:
+        rank += 1
+    while rank > 0 and 3 * rank * size + rank * rank > numbers:
+        rank -= 1
+    return max(0, rank)
 
 
 class Auto(AbstractRegime):
@@ -160,9 +174,10 @@ class Auto(AbstractRegime):
         space = smaller_space(jacobian) if rhs == "residual" else "parameter"
         size = m if space == "residual" else n
         base = self._iterative(space, size, method, rank=0).estimate(jacobian, rhs)
-        per_rank = 3 * size * itemsize
         rank = min(
-            self.max_rank, size, max(0, (budget - base.memory_bytes) // per_rank)
+            self.max_rank,
+            size,
+            _fitting_rank(budget - base.memory_bytes, size, itemsize),
         )
         if base.memory_bytes > budget:
             raise ValueError(
