@@ -4,7 +4,8 @@ import pathlib
 import re
 
 
-def test_readme_code_blocks_run(capsys):
+def test_readme_code_blocks_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the checkpoint file goes there
     text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(blocks) >= 2
@@ -14,3 +15,4 @@ def test_readme_code_blocks_run(capsys):
     assert "choice: Dense" in capsys.readouterr().out
     history = namespace["history"]
     assert history.loss[-1] < 1e-3 * history.loss[0]
+    assert (tmp_path / "engd.eqx").is_file()
