@@ -1,18 +1,13 @@
 """1+1D heat equation: the ENGD and KFAC-for-PINNs papers' time-dependent benchmark."""
 
-import math
-from collections.abc import Mapping
 from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
+from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from .._point_residual import PointResidual
-from .._residuals import Residuals
-from ..pde import laplacian
-from ._problem import AbstractProblem, Apply
+from ._heat import AbstractHeat
 from ._published import PublishedResult
 from ._sampling import uniform_in_box
 from ._sources import kfac_run, PAPER_GPU
@@ -45,7 +40,7 @@ _PUBLISHED = (
 )
 
 
-class Heat1D(AbstractProblem):
+class Heat1D(AbstractHeat):
     r"""$\partial_t u = \kappa\, \partial_x^2 u$ on $(t, x) \in (0,1) \times (0,1)$,
     $\kappa = 1/4$, $u(0, x) = \sin(\pi x)$, $u(t, 0) = u(t, 1) = 0$;
     $u^* = e^{-\kappa \pi^2 t} \sin(\pi x)$. A point is $(t, x)$, time first.
@@ -81,7 +76,6 @@ class Heat1D(AbstractProblem):
 
     name: ClassVar[str] = "heat1d"
     dim: ClassVar[int] = 2
-    residual_classes: ClassVar[tuple[str, ...]] = ("interior", "boundary", "initial")
     published: ClassVar[tuple[PublishedResult, ...]] = _PUBLISHED
     diffusivity: float = eqx.field(default=0.25, static=True)
     num_interior: int = eqx.field(default=900, static=True)
@@ -91,18 +85,6 @@ class Heat1D(AbstractProblem):
     seed: int = eqx.field(default=0, static=True)
     hidden: tuple[int, ...] = eqx.field(default=(64,), static=True, converter=tuple)
     resample_every_step: bool = eqx.field(default=False, static=True)
-
-    def __check_init__(self):
-        for field in ("num_interior", "num_boundary", "num_initial", "num_evaluation"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(
-                    f"Heat1D: {field} must be a positive integer, got {value!r}"
-                )
-        if not self.diffusivity > 0:
-            raise ValueError(
-                f"Heat1D: diffusivity must be positive, got {self.diffusivity!r}"
-            )
 
     def exact_solution(self, x: Float[Array, " 2"]) -> Scalar:
         t, space = x[0], x[1]
@@ -128,42 +110,4 @@ class Heat1D(AbstractProblem):
     def evaluation_points(self) -> Float[Array, "N 2"]:
         return uniform_in_box(
             self._keys()[1], self.num_evaluation, (0.0, 0.0), (1.0, 1.0)
-        )
-
-    def _interior_residual(
-        self, apply: Apply, params: PyTree[Array], x: Float[Array, " 2"]
-    ) -> Scalar:
-        def u(y):
-            return apply(params, y)
-
-        u_t = jax.grad(u)(x)[0]
-        u_xx = laplacian(u, dims=(1,))(x)
-        return u_t - self.diffusivity * u_xx
-
-    def _condition_residual(
-        self, apply: Apply, params: PyTree[Array], x: Float[Array, " 2"]
-    ) -> Scalar:
-        return apply(params, x) - self.exact_solution(x)
-
-    def residuals(
-        self, apply: Apply, points: Mapping[str, Array] | None = None
-    ) -> Residuals:
-        points = self._check_points(
-            self.collocation_points() if points is None else points
-        )
-        num_conditions = points["boundary"].shape[0] + points["initial"].shape[0]
-        condition_weight = 1 / math.sqrt(num_conditions)
-        condition = eqx.Partial(self._condition_residual, apply)
-        return Residuals(
-            {
-                "interior": PointResidual(
-                    eqx.Partial(self._interior_residual, apply), points["interior"]
-                ),
-                "boundary": PointResidual(
-                    condition, points["boundary"], condition_weight
-                ),
-                "initial": PointResidual(
-                    condition, points["initial"], condition_weight
-                ),
-            }
         )

@@ -1,18 +1,13 @@
 """4+1D heat equation: the Woodbury/SPRING paper's time-dependent benchmark."""
 
-import math
-from collections.abc import Mapping
 from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
+from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from .._point_residual import PointResidual
-from .._residuals import Residuals
-from ..pde import laplacian
-from ._problem import AbstractProblem, Apply
+from ._heat import AbstractHeat
 from ._published import PublishedResult
 from ._sampling import on_box_boundary, uniform_in_box
 from ._sources import PAPER_GPU, woodbury_run
@@ -68,7 +63,7 @@ _PUBLISHED = (
 )
 
 
-class Heat4D(AbstractProblem):
+class Heat4D(AbstractHeat):
     r"""$\partial_t u = \kappa\, \Delta_x u$ on $(t, x) \in (0,1) \times (0,1)^4$,
     $\kappa = 1/4$, with the initial and boundary values of
     $u^* = e^{-t} \sum_{i=1}^{4} \sin(2 x_i)$ (which solves it: $\partial_t u^* = -u^*$
@@ -111,7 +106,6 @@ class Heat4D(AbstractProblem):
 
     name: ClassVar[str] = "heat4d"
     dim: ClassVar[int] = 1 + _SPACE
-    residual_classes: ClassVar[tuple[str, ...]] = ("interior", "boundary", "initial")
     published: ClassVar[tuple[PublishedResult, ...]] = _PUBLISHED
     diffusivity: float = eqx.field(default=0.25, static=True)
     num_interior: int = eqx.field(default=3000, static=True)
@@ -121,18 +115,6 @@ class Heat4D(AbstractProblem):
     seed: int = eqx.field(default=0, static=True)
     hidden: tuple[int, ...] = eqx.field(default=_WIDE, static=True, converter=tuple)
     resample_every_step: bool = eqx.field(default=True, static=True)
-
-    def __check_init__(self):
-        for field in ("num_interior", "num_boundary", "num_initial", "num_evaluation"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(
-                    f"Heat4D: {field} must be a positive integer, got {value!r}"
-                )
-        if not self.diffusivity > 0:
-            raise ValueError(
-                f"Heat4D: diffusivity must be positive, got {self.diffusivity!r}"
-            )
 
     def exact_solution(self, x: Float[Array, " 5"]) -> Scalar:
         t, space = x[0], x[1:]
@@ -161,49 +143,4 @@ class Heat4D(AbstractProblem):
     def evaluation_points(self) -> Float[Array, "N 5"]:
         return uniform_in_box(
             self._keys()[1], self.num_evaluation, (0.0,) * self.dim, (1.0,) * self.dim
-        )
-
-    def _interior_residual(
-        self, apply: Apply, params: PyTree[Array], x: Float[Array, " 5"]
-    ) -> Scalar:
-        def u(y):
-            return apply(params, y)
-
-        # ∂_t u is one directional derivative: a forward-mode JVP along the time axis
-        # costs one forward pass, where a full gradient would need a reverse pass too.
-        time_direction = jnp.zeros_like(x).at[0].set(1)
-        _, u_t = jax.jvp(u, (x,), (time_direction,))
-        u_xx = laplacian(u, dims=tuple(range(1, self.dim)))(x)
-        return u_t - self.diffusivity * u_xx
-
-    def _condition_residual(
-        self, apply: Apply, params: PyTree[Array], x: Float[Array, " 5"]
-    ) -> Scalar:
-        return apply(params, x) - self.exact_solution(x)
-
-    def residuals(
-        self, apply: Apply, points: Mapping[str, Array] | None = None
-    ) -> Residuals:
-        points = self._check_points(
-            self.collocation_points() if points is None else points
-        )
-        num_conditions = points["boundary"].shape[0] + points["initial"].shape[0]
-        condition_weight = 1 / math.sqrt(num_conditions)
-        # The interior keeps PointResidual's default weight 1/sqrt(N). Bound methods in
-        # an `eqx.Partial` (not closures) make two calls with one `apply` give equal
-        # residual maps, so jitted steps taking them do not retrace.
-        condition = eqx.Partial(self._condition_residual, apply)
-        return Residuals(
-            {
-                "interior": PointResidual(
-                    eqx.Partial(self._interior_residual, apply),
-                    points["interior"],
-                ),
-                "boundary": PointResidual(
-                    condition, points["boundary"], condition_weight
-                ),
-                "initial": PointResidual(
-                    condition, points["initial"], condition_weight
-                ),
-            }
         )
