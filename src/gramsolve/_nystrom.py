@@ -153,9 +153,8 @@ def nystrom(
     as many as fit a working set of 16 MB by gramsolve's cost model: all at once on
     small problems, one at a time on large networks, which keeps the sketch within
     $O(n + m + \text{rank}\cdot\text{size})$ numbers. One at a time is not slower
-    on a CPU: on 2D Poisson PINN Gramians (5e3–1e5 parameters, 500–1000 points) it
-    was 1.45–2.1× faster than one `vmap` over all test vectors
-    (`benchmarks/scale.py --sketch-batch-sizes` measures it). Raise it on
+    on a CPU (the Benchmarks page of the documentation has the measurements;
+    `benchmarks/scale.py --sketch-batch-sizes` measures it). Raise it on
     accelerators where one product does not fill the device. The result does not
     depend on it beyond round-off.
 
@@ -167,6 +166,22 @@ def nystrom(
 
     Raises `ValueError` for `rank <= 0`, `rank` above the operator's size, a
     non-square operator or one not tagged positive semidefinite.
+
+    **Arguments:**
+
+    - `operator`: the square positive semidefinite operator $A$: a
+      [`gramsolve.ResidualGramian`][], a [`gramsolve.ParameterGramian`][] (approximated
+      undamped) or any `lineax` operator tagged positive semidefinite.
+    - `rank`: the rank of the approximation, between 1 and the operator's size.
+    - `key`: a JAX PRNG key for the Gaussian test matrix (keyword-only).
+    - `method`: `"eigh"` (default) or `"cholesky"`, as above.
+    - `batch_size`: how many test vectors to multiply at once (positive), or `None`
+      (default) for as many as fit 16 MB.
+
+    **Returns:**
+
+    A [`gramsolve.LowRank`][] $U\hat\Lambda U^\top$ with `rank` columns, in the
+    operator's input structure.
 
     !!! Example
 
@@ -240,6 +255,28 @@ def adaptive_nystrom(
 
     As for [`gramsolve.nystrom`][], Gramians are approximated undamped; `method` and
     `batch_size` are the same.
+
+    **Arguments:**
+
+    - `operator`: the square positive semidefinite operator, as for
+      [`gramsolve.nystrom`][].
+    - `damping`: $\mu \ge 0$, the damping the approximation will be used with (the
+      stopping criterion compares the smallest kept eigenvalue with it).
+    - `key`: a JAX PRNG key for the Gaussian test matrix (keyword-only).
+    - `max_rank`: the largest rank tried, at most the operator's size; the result
+      always has this many columns.
+    - `initial_rank`: the first rank tried (an int between 1 and `max_rank`), default
+      `max(1, max_rank // 16)`.
+    - `tolerance`: the rank stops growing once $\hat\lambda_k \le$
+      `tolerance`$\cdot\,\mu$. Default 10.
+    - `method`: `"eigh"` (default) or `"cholesky"`, as for [`gramsolve.nystrom`][].
+    - `batch_size`: how many test vectors to multiply at once, as for
+      [`gramsolve.nystrom`][].
+
+    **Returns:**
+
+    A [`gramsolve.LowRank`][] with `max_rank` columns; those beyond the reached rank
+    have eigenvalue zero.
 
     !!! Example
 

@@ -134,6 +134,26 @@ def pivoted_cholesky(
     other operator (tagged positive semidefinite) the diagonal is `lineax.diagonal`
     and the columns are matvecs with unit vectors.
 
+    **Arguments:**
+
+    - `operator`: the square positive semidefinite operator $A$: a
+      [`gramsolve.ResidualGramian`][], a [`gramsolve.ParameterGramian`][] (approximated
+      undamped) or any `lineax` operator tagged positive semidefinite.
+    - `rank`: the number of pivots, between 1 and the operator's size.
+    - `pivoting`: `"greedy"` (default) or `"random"`, as above.
+    - `key`: a JAX PRNG key; needed for `pivoting="random"`, unused by greedy
+      pivoting.
+    - `block_size`: pivots per step, an int between 1 and `rank`; default as above.
+    - `tolerance`: the relative stopping level (non-negative), default
+      $\text{size}\cdot\epsilon$.
+    - `batch_size`: matvecs evaluated at once (positive), or `None` (default) for as
+      many as fit 16 MB.
+
+    **Returns:**
+
+    A [`gramsolve.LowRank`][] $U\hat\Lambda U^\top$ with `rank` columns (zero
+    eigenvalues beyond the numerical rank), in the operator's input structure.
+
     !!! Example
 
         ```python

@@ -19,7 +19,19 @@ from ._preconditioners import Nystrom
 class Plan(eqx.Module):
     """What a solver would do on a problem, and why. `str(plan)` explains it with the
     numbers: the sizes, each candidate regime's estimated time and memory, the budget
-    and the choice."""
+    and the choice. Returned by [`gramsolve.plan`][], not built by hand.
+
+    **Attributes:**
+
+    - `m`, `n`: the number of residuals and of parameters.
+    - `dtype`: the dtype's name.
+    - `rhs`: `"residual"` or `"parameter"`, the kind of right-hand side planned for.
+    - `memory_budget`: the budget in bytes the candidates were compared against.
+    - `estimates`: each candidate's estimated time and memory.
+    - `choice`: the regime chosen (a [`gramsolve.Dense`][] or
+      [`gramsolve.Iterative`][]).
+    - `reason`: why, in words.
+    """
 
     m: int = eqx.field(static=True)
     n: int = eqx.field(static=True)
@@ -84,14 +96,26 @@ class Auto(AbstractRegime):
     per-entry cost measured on PINN residuals) and a memory estimate; Auto takes the
     fastest one whose memory fits `memory_budget` (bytes; default `budget_fraction`
     of the device's memory, or of the host's RAM on CPU). Dense wins while the Gram
-    matrix is small (up to $m \approx 10^4$ on a CPU); matrix-free wins for large or
-    memory-bound problems. For [`gramsolve.gramian_solve`][] only parameter-space
+    matrix is small (the Benchmarks page of the documentation shows where the
+    crossover lies); matrix-free wins for large or memory-bound problems. For [`gramsolve.gramian_solve`][] only parameter-space
     regimes are considered (the residual-space Woodbury form loses accuracy as
     $\epsilon/\lambda$). With a concrete damping of zero the iterative candidates use
     MINRES.
 
     The choice is made when the solve is traced, from static shapes only, so it costs
     nothing at run time and never recompiles.
+
+    **Arguments:**
+
+    - `memory_budget`: the memory budget in bytes (positive), or `None` (default) for
+      `budget_fraction` of the device's memory (the host's RAM on CPU).
+    - `budget_fraction`: the fraction of memory used as the budget when
+      `memory_budget` is `None`, in $(0, 1]$. Default 0.5.
+    - `max_rank`: the largest Nyström preconditioner rank the iterative candidates
+      use (positive; also capped by the size and the budget). Default 200.
+    - `rtol`: the relative tolerance of the iterative candidates, `None` (default) for
+      $\sqrt{\epsilon}$ of the dtype.
+    - `max_steps`: the iteration limit of the iterative candidates. Default 1000.
 
     !!! Example
 

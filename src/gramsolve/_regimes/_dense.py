@@ -73,6 +73,11 @@ class Dense(AbstractSpaceRegime):
     it loses about $\epsilon/\lambda$ in relative accuracy, so prefer
     `space="parameter"` for [`gramsolve.gramian_solve`][] with tiny damping.
 
+    **Arguments:**
+
+    - `space`: `"residual"`, `"parameter"` or `None` (default: the smaller space; a
+      parameter-space right-hand side defaults to parameter space).
+
     !!! Example
 
         ```python

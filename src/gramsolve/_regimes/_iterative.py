@@ -62,6 +62,17 @@ class Iterative(AbstractSpaceRegime):
       $\|b - Ax\|_2 \le \max(\text{rtol}\,\|b\|_2, \text{atol})$; `rtol=None` is
       $\sqrt{\epsilon}$ of the dtype.
 
+    **Arguments:**
+
+    - `space`: `"residual"`, `"parameter"` or `None` (default), as above.
+    - `method`: `"cg"` (default) or `"minres"`.
+    - `preconditioner`: an [`gramsolve.AbstractPreconditioner`][] or `None`; default
+      `gs.Nystrom()`.
+    - `rtol`: non-negative relative tolerance, or `None` (default) for
+      $\sqrt{\epsilon}$ of the dtype.
+    - `atol`: non-negative absolute tolerance. Default 0.
+    - `max_steps`: the iteration limit (positive). Default 1000.
+
     !!! Example
 
         ```python

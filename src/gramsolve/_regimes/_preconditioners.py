@@ -64,7 +64,16 @@ class Nystrom(AbstractLowRankPreconditioner):
     automatic fallback. `batch_size` products are evaluated at once (default: as many
     as fit 16 MB, one at a time for large networks, which keeps the matrix-free
     regimes within $O(n + m + \text{rank}\cdot\text{size})$ numbers; `rank` vmaps
-    all of them). See [`gramsolve.nystrom`][]."""
+    all of them). See [`gramsolve.nystrom`][].
+
+    **Arguments:**
+
+    - `rank`: the rank of the approximation (positive; capped at the Gramian's size).
+      Default 100.
+    - `method`: `"eigh"` (default) or `"cholesky"`.
+    - `batch_size`: how many Gramian products to evaluate at once (positive), or
+      `None` (default) for as many as fit 16 MB.
+    """
 
     rank: int = 100
     method: Literal["eigh", "cholesky"] = "eigh"
@@ -89,7 +98,17 @@ class PivotedCholesky(AbstractLowRankPreconditioner):
     r"""Partial pivoted Cholesky of rank `rank`: greedy pivots (largest remaining
     diagonal) or random pivots (RPCholesky). On a residual Gramian each pivot costs one
     VJP and one JVP; `batch_size` of them run at once (by default as many as fit
-    16 MB, as for [`gramsolve.Nystrom`][]). See [`gramsolve.pivoted_cholesky`][]."""
+    16 MB, as for [`gramsolve.Nystrom`][]). See [`gramsolve.pivoted_cholesky`][].
+
+    **Arguments:**
+
+    - `rank`: the number of pivots (positive; capped at the Gramian's size).
+      Default 100.
+    - `pivoting`: `"greedy"` (default, largest remaining diagonal) or `"random"`
+      (RPCholesky, pivots sampled in proportion to the remaining diagonal).
+    - `batch_size`: how many pivot columns to evaluate at once (positive), or `None`
+      (default) for as many as fit 16 MB.
+    """
 
     rank: int = 100
     pivoting: Literal["greedy", "random"] = "greedy"
@@ -112,7 +131,12 @@ class PivotedCholesky(AbstractLowRankPreconditioner):
 
 class Jacobi(AbstractPreconditioner):
     r"""The inverse diagonal of the damped Gramian. On a residual Gramian the diagonal
-    is the per-point squared gradient norms, no Gramian formed."""
+    is the per-point squared gradient norms, no Gramian formed.
+
+    **Arguments:**
+
+    None: `Jacobi()` has no options.
+    """
 
     def build(self, gramian, damping, key):
         del damping, key

@@ -51,6 +51,14 @@ class SketchSolve(AbstractSpaceRegime):
     $\lambda$ is far below the approximation's error, where the complement term
     $\lambda^{-1}(I - UU^\top)v$ would dominate.
 
+    **Arguments:**
+
+    - `approximation`: an [`gramsolve.AbstractLowRankPreconditioner`][] that builds
+      $\hat A$; default `gs.Nystrom()` (rank 100).
+    - `space`: `"residual"`, `"parameter"` or `None` (default: the smaller space).
+    - `subspace_only`: drop the complement term, as above. Default `False`; needs
+      `space="parameter"` for [`gramsolve.gramian_solve`][].
+
     !!! Example
 
         ```python
