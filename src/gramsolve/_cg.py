@@ -53,6 +53,13 @@ class CG(AbstractKrylovSolver):
     (operator or preconditioner not positive definite); the solution is always
     finite.
 
+    **Arguments:**
+
+    - `rtol`: the relative tolerance (non-negative) on $\|b - Ax\|_2 / \|b\|_2$.
+    - `atol`: the absolute tolerance (non-negative) on $\|b - Ax\|_2$.
+    - `max_steps`: the iteration limit over all restarts (a non-negative int), or
+      `None` (default) for ten times the size.
+
     !!! Example
 
         ```python

@@ -49,6 +49,15 @@ class LowRank(lx.AbstractLinearOperator):
 
     Tagged symmetric and positive semidefinite for lineax.
 
+    **Arguments:**
+
+    - `basis`: $U$, a `size × rank` array with orthonormal columns (`rank` at least 1;
+      `size` the number of scalars in `structure`).
+    - `eigenvalues`: $\Lambda$, `rank` finite non-negative values in descending
+      order.
+    - `structure`: the pytree of `jax.ShapeDtypeStruct`s (or arrays) of the space
+      $\hat A$ acts on.
+
     !!! Example
 
         ```python

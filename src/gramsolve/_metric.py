@@ -57,6 +57,12 @@ class AbstractMetric(eqx.Module):
 
     Subclasses implement `whiten` (apply $W$ along the first axis of a vector or a
     matrix), `as_matrix` ($M$, dense, for inspection and tests) and `size`.
+
+    **Arguments:**
+
+    None of its own: an abstract base; the subclasses' constructors take the metric
+    ([`gramsolve.InverseGram`][], [`gramsolve.DiagonalMetric`][],
+    [`gramsolve.DenseMetric`][]).
     """
 
     @property
@@ -94,6 +100,11 @@ class InverseGram(AbstractMetric):
     `gram` must be concrete to be checked (square, symmetric, positive definite); a
     traced one (inside `jit`) is accepted as is.
 
+    **Arguments:**
+
+    - `gram`: $G$, an `m × m` symmetric positive definite matrix (integer entries are
+      converted to the default float dtype).
+
     !!! Example
 
         ```python
@@ -130,6 +141,11 @@ class DiagonalMetric(AbstractMetric):
     Per-residual weights: loss $\tfrac12\sum_i \mu_i r_i^2$. For spectral sine test
     functions, whose Gram matrices are diagonal, `DiagonalMetric(1 / diag(G))` is the
     same whitening as `InverseGram(G)`.
+
+    **Arguments:**
+
+    - `weights`: $\mu$, a non-empty vector of shape `(m,)`, one finite positive weight
+      per residual.
 
     !!! Example
 
@@ -181,6 +197,11 @@ class DenseMetric(AbstractMetric):
     metric known as the inverse of a matrix, use [`gramsolve.InverseGram`][] instead:
     it never forms the inverse.
 
+    **Arguments:**
+
+    - `matrix`: $M$, an `m × m` symmetric positive definite matrix (integer entries
+      are converted to the default float dtype).
+
     !!! Example
 
         ```python
@@ -230,6 +251,20 @@ def metric_features(
     of the actual loss (which need not be a least-squares residual in this metric):
     with `J = gs.JacobianOperator(metric_features(...), params)`, the direction is
     [`gramsolve.gramian_solve`][]`(J, ∇L, λ)`, in any regime.
+
+    **Arguments:**
+
+    - `apply`: the network, `apply(params, x)` returning a scalar $u_\theta(x)$ at one
+      point `x` of shape `(dim,)`.
+    - `quadrature`: a [`gramsolve.pde.Quadrature`][] with positive weights.
+    - `inner`: the inner product, `"L2"` (default), `"H1_0"` or `"H1"`.
+    - `chunk_size`: evaluate the points in chunks of this many (positive), or `None`
+      (default) for one `vmap` over all of them; see [`gramsolve.PointResidual`][].
+
+    **Returns:**
+
+    A [`gramsolve.PointResidual`][] over the quadrature points whose Jacobian $J$
+    satisfies $J^\top J = G$.
 
     !!! Example
 

@@ -51,6 +51,13 @@ class MINRES(AbstractKrylovSolver):
     Declares `assume_full_rank() = False`, so lineax differentiates it as a
     pseudo-inverse (the more general and more expensive rule).
 
+    **Arguments:**
+
+    - `rtol`: the relative tolerance (non-negative) on $\|b - Ax\|_2 / \|b\|_2$.
+    - `atol`: the absolute tolerance (non-negative) on $\|b - Ax\|_2$.
+    - `max_steps`: the iteration limit over all restarts (a non-negative int), or
+      `None` (default) for ten times the size.
+
     !!! Example
 
         ```python

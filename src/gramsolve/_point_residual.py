@@ -40,6 +40,19 @@ class PointResidual(AbstractResidual):
     around the `jax.lax.map`; without it GSPMD would gather all points to every
     device to loop over them).
 
+    **Arguments:**
+
+    - `fn`: the pointwise residual, `fn(params, x)` with `x` of shape `(dim,)`,
+      returning a scalar or an array of shape `(d,)`.
+    - `points`: the collocation points, a floating-point array of shape `(N, dim)`
+      with $N \ge 1$ (use `points[:, None]` in one dimension).
+    - `weight`: a scalar or one weight per point, shape `(N,)`; `None` (default) for
+      $1/\sqrt{N}$.
+    - `chunk_size`: evaluate the points in chunks of this many (positive), or `None`
+      (default) for one `vmap` over all of them (keyword-only).
+    - `sharding`: a `jax.sharding.NamedSharding` splitting the point axis, spec
+      `P(axis, None)`, or `None` (default) (keyword-only).
+
     !!! Example
 
         ```python
