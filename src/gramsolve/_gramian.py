@@ -41,6 +41,14 @@ class ResidualGramian(lx.AbstractLinearOperator):
     `damping` may be a traced scalar under `jit`; a concrete negative or non-finite
     damping is a `ValueError`.
 
+    **Arguments:**
+
+    - `jacobian`: $J$, a [`gramsolve.JacobianOperator`][] or any lineax operator from
+      parameters to residuals.
+    - `damping`: $\lambda \ge 0$, default 0; may be a traced scalar under `jit` (a
+      concrete negative or non-finite value is a `ValueError`). Cast to the residuals'
+      dtype.
+
     !!! Example
 
         ```python
@@ -99,6 +107,14 @@ class ParameterGramian(lx.AbstractLinearOperator):
 
     - `mv(v)` is one JVP and one VJP, $J^\top(Jv) + \lambda v$.
     - `as_matrix()` forms $G$ from the dense per-point Jacobian.
+
+    **Arguments:**
+
+    - `jacobian`: $J$, a [`gramsolve.JacobianOperator`][] or any lineax operator from
+      parameters to residuals.
+    - `damping`: $\lambda \ge 0$, default 0; may be a traced scalar under `jit` (a
+      concrete negative or non-finite value is a `ValueError`). Cast to the parameters'
+      dtype.
 
     !!! Example
 

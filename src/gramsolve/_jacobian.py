@@ -43,6 +43,14 @@ class JacobianOperator(lx.AbstractLinearOperator):
     Build the operator inside the `jit`-compiled step that uses it: it holds the
     linearisation as a closure, and passing it across a `jit` boundary would recompile.
 
+    **Arguments:**
+
+    - `residuals`: the residual map $r(\theta)$: an [`gramsolve.AbstractResidual`][]
+      or a callable `params -> pytree`.
+    - `params`: $\theta$, the pytree of floating-point parameter arrays at which to
+      linearise (split equinox models with `eqx.partition(model,
+      eqx.is_inexact_array)`).
+
     !!! Example
 
         ```python
@@ -131,6 +139,10 @@ class JacobianTransposeOperator(lx.AbstractLinearOperator):
 
     Obtained as `J.transpose()` or `J.T` of a [`gramsolve.JacobianOperator`][]; it
     shares that operator's linearisation.
+
+    **Arguments:**
+
+    - `jacobian`: the [`gramsolve.JacobianOperator`][] $J$ to transpose.
     """
 
     jacobian: JacobianOperator

@@ -56,6 +56,13 @@ class NystromPreconditioner(lx.AbstractLinearOperator):
       indefinite and break CG down. This matters only when
       $\hat\lambda_1/\mu \gtrsim 10^{13}$ in float64 ($10^{5}$ in float32).
 
+    **Arguments:**
+
+    - `lowrank`: the [`gramsolve.LowRank`][] factor $U\hat\Lambda U^\top$ of the
+      undamped operator.
+    - `damping`: $\mu \ge 0$, the damping of the system it preconditions (cast to the
+      factor's dtype).
+
     !!! Example
 
         ```python
@@ -130,6 +137,11 @@ class JacobiPreconditioner(lx.AbstractLinearOperator):
     damping (no Gramian formed). Zero diagonal entries (possible only at zero damping)
     get the factor 1, so the preconditioner is always positive definite. The operator
     must be tagged positive semidefinite.
+
+    **Arguments:**
+
+    - `operator`: the square, positive semidefinite (tagged) lineax operator $A$ to
+      precondition, e.g. a [`gramsolve.ResidualGramian`][] with its damping.
 
     !!! Example
 

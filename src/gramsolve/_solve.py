@@ -121,6 +121,26 @@ def gramian_solve(
     the gradient of the loss, which need not be $J^\top r$. Arguments as for
     [`gramsolve.solve`][]; `coefficients` is always `None`.
 
+    **Arguments:**
+
+    - `jacobian`: a [`gramsolve.JacobianOperator`][] (or any lineax operator from
+      parameters to residuals), typically of the metric's features.
+    - `gradient`: $g$, a pytree shaped like the parameters.
+    - `damping`: $\lambda \ge 0$; may be traced under `jit`.
+    - `solver`: the regime: [`gramsolve.Auto`][] (default; parameter-space regimes
+      only), [`gramsolve.Dense`][], [`gramsolve.Iterative`][] or
+      [`gramsolve.SketchSolve`][].
+    - `state`: a previous `Solution.state` for the same Jacobian and damping, to reuse
+      its factorisation or preconditioner.
+    - `key`: randomness for sketches (default `jax.random.PRNGKey(0)`).
+    - `throw`: raise at run time when the solve fails; with `throw=False` check
+      `Solution.result` instead. Default `True`.
+
+    **Returns:**
+
+    A [`gramsolve.Solution`][] whose `value` is $(J^\top J + \lambda I)^{-1} g$ in the
+    parameters' pytree structure.
+
     !!! Example
 
         ```python
@@ -148,6 +168,20 @@ def plan(
 
     For a regime other than [`gramsolve.Auto`][] the plan has that regime alone.
     `rhs="parameter"` plans a [`gramsolve.gramian_solve`][].
+
+    **Arguments:**
+
+    - `jacobian`: the Jacobian operator the solve would use (only its sizes and dtype
+      are read).
+    - `damping`: $\lambda$, or `None` (default) when unknown; [`gramsolve.Auto`][]
+      plans MINRES for its iterative candidates when it is a concrete zero.
+    - `solver`: the regime; [`gramsolve.Auto`][] (default) compares all candidates.
+    - `rhs`: `"residual"` (default) to plan a [`gramsolve.solve`][], `"parameter"` to
+      plan a [`gramsolve.gramian_solve`][] (keyword-only).
+
+    **Returns:**
+
+    A [`gramsolve.Plan`][]; `print` it for the explanation.
     """
     if rhs not in ("residual", "parameter"):
         raise ValueError(f"plan: rhs must be 'residual' or 'parameter', got {rhs!r}")
