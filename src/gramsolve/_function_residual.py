@@ -20,6 +20,10 @@ class FunctionResidual(AbstractResidual):
     [`gramsolve.PointResidual`][] exists to avoid. Prefer a `PointResidual` for
     anything evaluated point by point.
 
+    **Arguments:**
+
+    - `fn`: the residual map, a callable `fn(params)` returning a pytree of arrays.
+
     !!! Example
 
         ```python

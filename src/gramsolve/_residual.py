@@ -20,8 +20,8 @@ class AbstractResidual(eqx.Module):
     - its dense Jacobian $J \in \mathbb{R}^{m \times n}$, for the dense regimes and
       for diagonals. Every residual in gramsolve is a fixed linear map of pointwise
       network evaluations, so the rows come from per-point gradients (`vmap` over
-      points of `grad`), never from `jacrev` of the batched residual, which is tens
-      of times slower.
+      points of `grad`), never from `jacrev` of the batched residual, which is much
+      slower (the Benchmarks page of the documentation has the measurements).
 
     Rows of `jacobian` are ordered as the residual pytree flattened by
     `jax.tree_util.tree_leaves` (each leaf in C order), columns as the parameter
@@ -29,6 +29,13 @@ class AbstractResidual(eqx.Module):
 
     Subclasses implement `__call__` and `jacobian`; `squared_row_norms` has a dense
     default that subclasses with per-point structure override.
+
+    **Arguments:**
+
+    None of its own: an abstract base. The concrete residual maps are
+    [`gramsolve.PointResidual`][], [`gramsolve.VariationalResidual`][],
+    [`gramsolve.FunctionResidual`][], [`gramsolve.Residuals`][] and
+    [`gramsolve.Whitened`][].
     """
 
     @abc.abstractmethod

@@ -30,6 +30,11 @@ class Residuals(AbstractResidual):
     A plain callable `params -> pytree` is accepted as a class too and wrapped in a
     [`gramsolve.FunctionResidual`][].
 
+    **Arguments:**
+
+    - `classes`: a non-empty dict from class names (strings) to residual maps
+      ([`gramsolve.AbstractResidual`][]s or callables `params -> pytree`).
+
     !!! Example
 
         ```python

@@ -139,6 +139,20 @@ def shard_points(
     decoupled $\lambda$ entries whose coefficients are zero); only $m$ grows, which
     changes what [`gramsolve.Auto`][] sees and the random test vectors of a sketch.
 
+    **Arguments:**
+
+    - `residuals`: the residual map; it must contain at least one
+      [`gramsolve.PointResidual`][] (alone or inside [`gramsolve.Residuals`][]).
+    - `mesh`: the `jax.sharding.Mesh` of the devices to split the points over.
+    - `axis`: the mesh axis name, or a tuple of names, to split along. Default
+      `"points"`.
+    - `pad`: pad classes whose point count does not split evenly with zero-weight
+      points, instead of raising a `ValueError`. Default `False` (keyword-only).
+
+    **Returns:**
+
+    The residual map of the same structure, with every point class sharded.
+
     !!! Example
 
         ```python

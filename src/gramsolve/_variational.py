@@ -131,6 +131,21 @@ class VariationalResidual(AbstractResidual):
 
     `weight` scales every residual (default 1: the residuals are already integrals).
 
+    **Arguments:**
+
+    - `test_functions`: the test space $\{v_k\}$, a
+      [`gramsolve.pde.AbstractTestFunctions`][] (sines, hats, tabulated).
+    - `quadrature`: the [`gramsolve.pde.Quadrature`][] rule $(x_{eq}, w_{eq})$.
+    - `flux`: $\sigma$, `flux(params, x)` of shape `(dim,)`, paired with $\nabla v_k$;
+      or `None` (default). Keyword-only.
+    - `source`: $s$, `source(params, x)` a scalar, paired with $v_k$; or `None`
+      (default). At least one of `flux` and `source` must be given. Keyword-only.
+    - `load`: $F_k$: an array of shape `(K,)`, a function `f(x)` returning a scalar
+      (integrated once by the same rule), or `None` (default: zero). Keyword-only.
+    - `weight`: a scalar scaling every residual. Default 1. Keyword-only.
+    - `chunk_size`: evaluate the quadrature points in chunks of this many, or `None`
+      (default) for one `vmap`, as in [`gramsolve.PointResidual`][]. Keyword-only.
+
     !!! Example
 
         ```python

@@ -33,6 +33,13 @@ class Whitened(AbstractResidual):
     `metric` is an [`gramsolve.AbstractMetric`][]: [`gramsolve.InverseGram`][]
     (RVPINN: $M = G^{-1}$), [`gramsolve.DiagonalMetric`][], [`gramsolve.DenseMetric`][].
 
+    **Arguments:**
+
+    - `residuals`: the residual map $r$: an [`gramsolve.AbstractResidual`][] or a
+      callable `params -> pytree`.
+    - `metric`: the [`gramsolve.AbstractMetric`][] $M$; its size must equal the
+      number of residuals (checked when the map is evaluated).
+
     !!! Example
 
         ```python
