@@ -163,7 +163,7 @@ def plan(
     *,
     rhs: RightHandSide = "residual",
 ) -> Plan:
-    """What `solver` would do for `jacobian`: sizes, each candidate regime's estimated
+    r"""What `solver` would do for `jacobian`: sizes, each candidate regime's estimated
     time and memory, the choice and the reason. `print(gs.plan(J, λ))` explains it.
 
     For a regime other than [`gramsolve.Auto`][] the plan has that regime alone.

@@ -66,6 +66,12 @@ class AbstractRegime(eqx.Module):
     factorisation, preconditioner, low-rank sketch) and returns a state; `solve` and
     `gramian_solve` use a state for one right-hand side each. A state can be reused
     for any number of right-hand sides with the same Jacobian and damping.
+
+    **Arguments:**
+
+    None of its own: an abstract base. The regimes are [`gramsolve.Auto`][],
+    [`gramsolve.Dense`][], [`gramsolve.Iterative`][] and [`gramsolve.SketchSolve`][];
+    subclasses implement `init`, `solve`, `gramian_solve` and `estimate`.
     """
 
     @abc.abstractmethod

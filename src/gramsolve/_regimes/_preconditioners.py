@@ -16,7 +16,14 @@ from .._preconditioner import JacobiPreconditioner, NystromPreconditioner
 
 
 class AbstractPreconditioner(eqx.Module):
-    """How to build a preconditioner for a damped Gramian."""
+    """How to build a preconditioner for a damped Gramian.
+
+    **Arguments:**
+
+    None of its own: an abstract base. The concrete choices are
+    [`gramsolve.Nystrom`][], [`gramsolve.PivotedCholesky`][] and
+    [`gramsolve.Jacobi`][]; subclasses implement `build` and `label`.
+    """
 
     @abc.abstractmethod
     def build(
@@ -33,7 +40,17 @@ class AbstractPreconditioner(eqx.Module):
 
 class AbstractLowRankPreconditioner(AbstractPreconditioner):
     """A low-rank approximation $U\\Lambda U^\\top$ of the undamped Gramian, used as a
-    Nyström-type preconditioner or directly by [`gramsolve.SketchSolve`][]."""
+    Nyström-type preconditioner or directly by [`gramsolve.SketchSolve`][].
+
+    **Arguments:**
+
+    An abstract base ([`gramsolve.Nystrom`][], [`gramsolve.PivotedCholesky`][]);
+    subclasses implement `lowrank` and `label` and declare the fields
+
+    - `rank`: the rank of the approximation (positive).
+    - `batch_size`: how many Gramian products to evaluate at once (positive), or
+      `None` for as many as fit 16 MB.
+    """
 
     rank: eqx.AbstractVar[int]
     batch_size: eqx.AbstractVar[int | None]

@@ -39,7 +39,17 @@ def tree_axpy(alpha: Any, x: PyTree[Array], y: PyTree[Array]) -> PyTree[Array]:
 
 
 class NGDState(eqx.Module):
-    """The state NGD optimizers carry between steps."""
+    """The state NGD optimizers carry between steps. Made by the optimizers' `init`,
+    not by hand.
+
+    **Attributes:**
+
+    - `damping`: the current damping $\\lambda$, a scalar array.
+    - `count`: the number of steps taken, an integer scalar array.
+    - `key`: the JAX PRNG key for the next step's sketches.
+    - `momentum`: the previous direction for optimizers with momentum
+      ([`gramsolve.ngd.SPRING`][]); `None` otherwise.
+    """
 
     damping: Float[Array, ""]
     count: Int[Array, ""]
@@ -60,6 +70,13 @@ class AbstractOptimizer(eqx.Module):
     `info` holds at least `"loss"` (at the returned parameters), `"step_size"`,
     `"damping"` (the one this step used), `"accepted"` and, for NGD optimizers, the
     solve's stats. `step` is compiled once (`eqx.filter_jit`) and reused.
+
+    **Arguments:**
+
+    None of its own: an abstract base ([`gramsolve.ngd.ENGD`][],
+    [`gramsolve.ngd.DNGD`][], [`gramsolve.ngd.SPRING`][],
+    [`gramsolve.ngd.SketchyNGD`][], [`gramsolve.ngd.Optax`][]); subclasses
+    implement `init` and `step`.
     """
 
     @abc.abstractmethod

@@ -13,7 +13,14 @@ class AbstractDamping(eqx.Module):
     decrease over the decrease predicted by the Gauss–Newton model; rules that do not
     use it declare `needs_gain_ratio = False` so optimizers skip computing it. Every
     rule raises $\\lambda$ after a rejected step (non-finite loss or direction, or no
-    decrease)."""
+    decrease).
+
+    **Arguments:**
+
+    None of its own: an abstract base ([`gramsolve.ngd.ConstantDamping`][],
+    [`gramsolve.ngd.LevenbergMarquardtDamping`][]); subclasses implement `init` and
+    `update` and set the class variable `needs_gain_ratio`.
+    """
 
     needs_gain_ratio: eqx.AbstractClassVar[bool]
 
@@ -34,7 +41,15 @@ class AbstractDamping(eqx.Module):
 class ConstantDamping(AbstractDamping):
     r"""A fixed $\lambda$ (ENGD with a tiny damping such as $10^{-10}$). After a
     rejected step $\lambda$ is multiplied by `rejection_factor`; after each accepted
-    step it is divided by that factor again, down to `value`."""
+    step it is divided by that factor again, down to `value`.
+
+    **Arguments:**
+
+    - `value`: $\lambda \ge 0$, the damping of every accepted step.
+    - `rejection_factor`: the factor (> 1) by which $\lambda$ grows after a rejected
+      step and shrinks after an accepted one. Default 10.
+    - `maximum`: the largest $\lambda$ reached by raising. Default $10^6$.
+    """
 
     value: float
     rejection_factor: float = 10.0
@@ -67,7 +82,20 @@ class LevenbergMarquardtDamping(AbstractDamping):
     {L(\theta) - \tfrac12\|r - \eta J d\|^2}$ (actual over predicted decrease):
     $\lambda \leftarrow \lambda \cdot$ `decrease` when $\rho >$ `good`,
     $\lambda \cdot$ `increase` when $\rho <$ `bad` or the step was rejected, clipped to
-    [`minimum`, `maximum`]."""
+    [`minimum`, `maximum`].
+
+    **Arguments:**
+
+    - `initial`: the first $\lambda$. Default $10^{-3}$.
+    - `increase`: the factor (> 1) after a poor or rejected step. Default 4.
+    - `decrease`: the factor in $(0, 1)$ after a good step. Default 0.25.
+    - `good`: the gain ratio above which a step is good. Default 0.75.
+    - `bad`: the gain ratio below which a step is poor, with
+      $0 \le$ `bad` $\le$ `good`. Default 0.25.
+    - `minimum`, `maximum`: the clipping range, with
+      $0 <$ `minimum` $\le$ `initial` $\le$ `maximum`. Defaults $10^{-12}$ and
+      $10^6$.
+    """
 
     initial: float = 1e-3
     increase: float = 4.0

@@ -26,6 +26,12 @@ class AbstractLineSearch(eqx.Module):
     derivative there (negative along a descent direction; only the Armijo rule uses
     it). Returns `(η, loss at η, accepted)`; `accepted` is false when no step size
     decreased the loss (the caller then keeps the parameters).
+
+    **Arguments:**
+
+    None of its own: an abstract base ([`gramsolve.ngd.GridLineSearch`][],
+    [`gramsolve.ngd.ArmijoLineSearch`][], [`gramsolve.ngd.ConstantStepSize`][]);
+    subclasses implement `__call__` and set the class variable `needs_slope`.
     """
 
     needs_slope: eqx.AbstractClassVar[bool]
@@ -43,6 +49,13 @@ class GridLineSearch(AbstractLineSearch):
 
     All losses are evaluated in one batched pass (`vmap` over step sizes), or in
     chunks of `batch_size` step sizes to bound memory. Non-finite losses never win.
+
+    **Arguments:**
+
+    - `step_sizes`: a non-empty tuple of positive step sizes. Default
+      $(1, 2^{-1}, \dots, 2^{-30})$.
+    - `batch_size`: how many step sizes to evaluate at once (positive), or `None`
+      (default) for all of them in one `vmap`.
 
     !!! Example
 
@@ -81,7 +94,16 @@ class GridLineSearch(AbstractLineSearch):
 class ArmijoLineSearch(AbstractLineSearch):
     r"""Backtracking: start at `initial` and multiply by `shrink` until the Armijo
     condition $L(\theta(\eta)) \le L(\theta) + c\,\eta\,L'(0)$ holds, at most
-    `max_steps` times. Evaluates one loss per trial, sequentially."""
+    `max_steps` times. Evaluates one loss per trial, sequentially.
+
+    **Arguments:**
+
+    - `initial`: the first step size tried (positive). Default 1.
+    - `shrink`: the backtracking factor, in $(0, 1)$. Default 0.5.
+    - `sufficient_decrease`: $c$ in the Armijo condition, in $[0, 1)$. Default
+      $10^{-4}$.
+    - `max_steps`: the most backtracking steps (positive). Default 30.
+    """
 
     initial: float = 1.0
     shrink: float = 0.5
@@ -126,7 +148,12 @@ class ArmijoLineSearch(AbstractLineSearch):
 
 
 class ConstantStepSize(AbstractLineSearch):
-    """A fixed step size; the step is accepted when the loss stays finite."""
+    """A fixed step size; the step is accepted when the loss stays finite.
+
+    **Arguments:**
+
+    - `step_size`: the step size (positive). Default 1.
+    """
 
     step_size: float = 1.0
     needs_slope = False
