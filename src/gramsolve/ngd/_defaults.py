@@ -14,6 +14,10 @@ def default_optimizers() -> dict[str, AbstractOptimizer]:
     baselines (`"Adam"`, `"L-BFGS"`). The demo, the bench command and the benchmark
     scripts compare exactly these.
 
+    **Arguments:**
+
+    None.
+
     **Returns:** a dict from name to optimizer, in that order.
 
     !!! Example

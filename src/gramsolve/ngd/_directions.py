@@ -28,6 +28,20 @@ def natural_gradient(
     more products at this point) and the [`gramsolve.Solution`][] (`throw=False`:
     check its `result`).
 
+    **Arguments:**
+
+    - `residuals`: the residual map $r$, an [`gramsolve.AbstractResidual`][] (or a
+      callable `params -> pytree`).
+    - `params`: $\theta$, the parameter pytree.
+    - `damping`: $\lambda \ge 0$.
+    - `solver`: the regime. Default [`gramsolve.Auto`][]`()`.
+    - `key`: randomness for sketches (default `jax.random.PRNGKey(0)`).
+
+    **Returns:**
+
+    A pair `(jacobian, solution)`: the [`gramsolve.JacobianOperator`][] at `params`
+    and the [`gramsolve.Solution`][] whose `value` is $d$.
+
     !!! Example
 
         ```python
@@ -46,7 +60,18 @@ def second_directional_derivative(
     residuals: AbstractResidual, params: PyTree[Array], direction: PyTree[Array]
 ) -> PyTree[Array]:
     r"""$D^2 r(\theta)[d, d] = \frac{d^2}{dt^2} r(\theta + t d)\big|_{t=0}$, by a JVP
-    of a JVP (one nested forward pass, no Hessian)."""
+    of a JVP (one nested forward pass, no Hessian).
+
+    **Arguments:**
+
+    - `residuals`: the residual map $r$ (a callable `params -> pytree`).
+    - `params`: $\theta$, the parameter pytree.
+    - `direction`: $d$, a pytree shaped like the parameters.
+
+    **Returns:**
+
+    $D^2 r(\theta)[d, d]$, a pytree shaped like the residual.
+    """
 
     def tangent(p):
         return jax.jvp(residuals, (p,), (direction,))[1]
@@ -72,6 +97,22 @@ def geodesic_acceleration(
     one nested JVP and one reused solve. The corrected path is
     $\theta(\eta) = \theta - \eta d - \tfrac12 \eta^2 a$, trusted while
     $2\eta\|a\| / \|d\| \le \alpha$.
+
+    **Arguments:**
+
+    - `jacobian`: $J$ at `params`, the [`gramsolve.JacobianOperator`][] of the solve
+      for $d$.
+    - `residuals`: the residual map $r$.
+    - `params`: $\theta$, the parameter pytree.
+    - `direction`: $d$, the natural-gradient direction.
+    - `damping`: $\lambda$, the damping of the solve for $d$.
+    - `solver`: the regime of the solve for $d$.
+    - `state`: that solve's `Solution.state`, reused here.
+
+    **Returns:**
+
+    A [`gramsolve.Solution`][] (`throw=False`: check its `result`) whose `value` is
+    $a$.
     """
     curvature = second_directional_derivative(residuals, params, direction)
     return solve(jacobian, curvature, damping, solver, state=state, throw=False)
@@ -95,7 +136,26 @@ def spring_direction(
 
     the natural-gradient step that also projects out the part of the previous
     direction the current Jacobian already accounts for. Returns $\phi_k$ (step
-    $\theta - \eta\phi_k$) and the solve."""
+    $\theta - \eta\phi_k$) and the solve.
+
+    **Arguments:**
+
+    - `jacobian`: $J$ at the current parameters, a [`gramsolve.JacobianOperator`][].
+    - `residual`: $r$, a pytree shaped like the residual.
+    - `previous`: $\phi_{k-1}$, the previous direction (zeros at the first step).
+    - `momentum`: $\mu$, a scalar.
+    - `damping`: $\lambda \ge 0$.
+    - `solver`: the regime.
+    - `state`: a previous `Solution.state` for the same Jacobian and damping, or
+      `None` (default). Keyword-only.
+    - `key`: randomness for sketches (default `jax.random.PRNGKey(0)`). Keyword-only.
+
+    **Returns:**
+
+    A pair `(direction, solution)`: $\phi_k$ as a parameter pytree and the
+    [`gramsolve.Solution`][] of the residual-space solve (`throw=False`: check its
+    `result`).
+    """
     momentum = jnp.asarray(momentum)
     correction = jacobian.mv(previous)
     rhs = jtu.tree_map(

@@ -33,6 +33,16 @@ class ENGD(AbstractOptimizer):
     Guzmán-Cordero et al., when $m < n$). `damping` is a number (constant) or a rule
     such as [`gramsolve.ngd.LevenbergMarquardtDamping`][].
 
+    **Arguments:**
+
+    - `solver`: the regime for the direction, an [`gramsolve.AbstractRegime`][].
+      Default [`gramsolve.Auto`][]`()`.
+    - `damping`: a number (a [`gramsolve.ngd.ConstantDamping`][]) or an
+      [`gramsolve.ngd.AbstractDamping`][] rule. Default $10^{-10}$.
+    - `line_search`: an [`gramsolve.ngd.AbstractLineSearch`][]. Default
+      [`gramsolve.ngd.GridLineSearch`][]`()`.
+    - `seed`: the seed of the PRNG key for sketches. Default 0.
+
     !!! Example
 
         ```python

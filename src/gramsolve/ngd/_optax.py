@@ -23,7 +23,14 @@ def _optax_promotion():
 
 
 class OptaxState(eqx.Module):
-    """The state of [`gramsolve.ngd.Optax`][]: optax's state and a step counter."""
+    """The state of [`gramsolve.ngd.Optax`][]: optax's state and a step counter. Made
+    by `Optax.init`, not by hand.
+
+    **Attributes:**
+
+    - `optax_state`: the gradient transformation's state.
+    - `count`: the number of steps taken, an integer scalar array.
+    """
 
     optax_state: Any
     count: Int[Array, ""]

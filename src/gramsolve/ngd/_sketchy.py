@@ -24,6 +24,18 @@ class SketchyNGD(AbstractOptimizer):
     tiny damping; `False` adds the $(I - UU^\top)g/\lambda$ complement (the exact
     inverse of $\hat A + \lambda I$). The damping adapts by the gain ratio by default.
 
+    **Arguments:**
+
+    - `rank`: the rank of the Nyström sketch (positive). Default 100.
+    - `space`: `"residual"`, `"parameter"` or `None` (default: the smaller space).
+    - `subspace_only`: as above. Default `True`.
+    - `damping`: a number (a [`gramsolve.ngd.ConstantDamping`][]) or an
+      [`gramsolve.ngd.AbstractDamping`][] rule. Default
+      `LevenbergMarquardtDamping(initial=1e-6, minimum=1e-12)`.
+    - `line_search`: an [`gramsolve.ngd.AbstractLineSearch`][]. Default
+      [`gramsolve.ngd.GridLineSearch`][]`()`.
+    - `seed`: the seed of the PRNG key for sketches. Default 0.
+
     !!! Example
 
         ```python

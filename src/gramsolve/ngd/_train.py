@@ -24,7 +24,23 @@ class History:
     (compilation, evaluation and checkpoints excluded), loss, step size, damping and
     acceptance; at evaluation points the values returned by `evaluate`. A run resumed
     from a checkpoint continues the same history; `resumed_at` lists the steps it
-    resumed from and `compile_seconds` sums the compilations of every resumption."""
+    resumed from and `compile_seconds` sums the compilations of every resumption.
+    Returned by [`gramsolve.ngd.train`][]; an empty `History()` is what it starts
+    from.
+
+    **Attributes:**
+
+    - `seconds`: per step, the optimization wall time elapsed so far (cumulative).
+    - `loss`: per step, the loss at the returned parameters.
+    - `step_size`: per step, the step size taken.
+    - `damping`: per step, the damping the step used.
+    - `accepted`: per step, whether the step was accepted.
+    - `evaluation_seconds`: at each evaluation, the optimization wall time so far.
+    - `evaluation_steps`: at each evaluation, the step count.
+    - `evaluations`: for each name `evaluate` returns, its values at the evaluations.
+    - `compile_seconds`: the compilation time, summed over resumptions.
+    - `resumed_at`: the steps a resumed run continued from.
+    """
 
     seconds: list[float] = dataclasses.field(default_factory=list)
     loss: list[float] = dataclasses.field(default_factory=list)
@@ -243,7 +259,18 @@ def train(
 
 def summary(history: History) -> dict[str, float]:
     """Final numbers of a run: steps, seconds, seconds per step, final loss and the
-    final value of each evaluation."""
+    final value of each evaluation.
+
+    **Arguments:**
+
+    - `history`: the [`gramsolve.ngd.History`][] of a run.
+
+    **Returns:**
+
+    A dict of floats: `"steps"`, `"seconds"` (total optimization time),
+    `"seconds_per_step"`, `"loss"` (the last one), `"accepted_fraction"` and, for
+    each evaluation, its last value under its name (NaN where nothing was recorded).
+    """
     out = {
         "steps": float(history.steps),
         "seconds": history.seconds[-1] if history.seconds else 0.0,
