@@ -51,11 +51,24 @@ def laplacian(
 
     `method="forward"` uses folx's forward Laplacian, which propagates the value, the
     gradient and the Laplacian in one forward pass; its per-point parameter gradient
-    is several times faster than the trace of the Hessian on MLPs. `"hessian"` is
-    `trace(jax.hessian(u))`, the reference.
+    is faster than the trace of the Hessian on MLPs (the Benchmarks page of the
+    documentation has the measurements). `"hessian"` is `trace(jax.hessian(u))`, the
+    reference.
 
     `dims` restricts the sum to some coordinates, e.g. the space coordinates of a
     space-time point (`dims=(0,)` for $u_{xx}$ of $u(x, t)$).
+
+    **Arguments:**
+
+    - `u`: a scalar function `u(x)` of one point `x` of shape `(dim,)`.
+    - `dims`: the coordinates to differentiate in, or `None` (default) for all of
+      them. Keyword-only.
+    - `method`: `"forward"` (default) or `"hessian"`. Keyword-only.
+
+    **Returns:**
+
+    The function `x -> Δu(x)` of one point of shape `(dim,)`, returning a scalar
+    (`vmap` it over points).
 
     !!! Example
 
@@ -87,7 +100,17 @@ def value_gradient_laplacian(
     u: Callable[[Float[Array, " dim"]], Scalar],
 ) -> Callable[[Float[Array, " dim"]], tuple[Scalar, Float[Array, " dim"], Scalar]]:
     r"""$(u, \nabla u, \Delta u)$ at one point in one forward pass (folx), for
-    residuals that need all three (advection-diffusion, Burgers, Allen–Cahn, ...)."""
+    residuals that need all three (advection-diffusion, Burgers, Allen–Cahn, ...).
+
+    **Arguments:**
+
+    - `u`: a scalar function `u(x)` of one point `x` of shape `(dim,)`.
+
+    **Returns:**
+
+    The function `x -> (u(x), ∇u(x), Δu(x))` of one point, returning a scalar, an
+    array of shape `(dim,)` and a scalar.
+    """
 
     def fn(x: Float[Array, " dim"]):
         out = _forward_laplacian(u, x)

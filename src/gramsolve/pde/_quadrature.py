@@ -29,6 +29,14 @@ class Quadrature(eqx.Module):
     [`gramsolve.pde.gauss_legendre_box`][] (a box) or
     [`gramsolve.pde.gauss_legendre_mesh`][] (a tensor-product mesh of boxes).
 
+    **Arguments:**
+
+    - `points`: the nodes $x_{eq}$, a floating-point array of shape `(E, Q, dim)`
+      (non-empty; a rule on one element is `points[None]`).
+    - `weights`: the weights $w_{eq}$, shape `(E, Q)` (cast to the points' dtype).
+    - `cells`: the lower and upper corner of each element, shape `(E, 2, dim)`, or
+      `None` (default) for a rule given by points and weights alone.
+
     !!! Example
 
         ```python
@@ -222,6 +230,18 @@ def gauss_legendre(
     come from `numpy.polynomial.legendre.leggauss` in float64 and are cast to `dtype`
     (default: JAX's default float type).
 
+    **Arguments:**
+
+    - `order`: the number of points, an integer of at least 1.
+    - `lower`: $a$, default $-1$.
+    - `upper`: $b > a$, default 1.
+    - `dtype`: the float dtype of the rule, or `None` (default) for JAX's default
+      float type. Keyword-only.
+
+    **Returns:**
+
+    A [`gramsolve.pde.Quadrature`][] with points of shape `(1, order, 1)`.
+
     !!! Example
 
         ```python
@@ -244,6 +264,19 @@ def gauss_legendre_box(
     $\text{order}^{d}$ points.
 
     Exact for polynomials of degree up to $2\,\text{order} - 1$ in each variable.
+
+    **Arguments:**
+
+    - `order`: the number of points per axis, an integer of at least 1.
+    - `lower`: the lower bounds $a_i$, one per axis.
+    - `upper`: the upper bounds $b_i > a_i$, as many as `lower`.
+    - `dtype`: the float dtype of the rule, or `None` (default) for JAX's default
+      float type. Keyword-only.
+
+    **Returns:**
+
+    A [`gramsolve.pde.Quadrature`][] with points of shape `(1, order**d, d)` and the
+    box as its one cell.
 
     !!! Example
 
@@ -282,6 +315,20 @@ def gauss_legendre_mesh(
     element's corners, which local test functions use to find their elements.
 
     Non-uniform breakpoints are allowed (graded meshes, hp-VPINN subdomains).
+
+    **Arguments:**
+
+    - `breakpoints`: a strictly increasing finite 1D array of at least two values (an
+      interval mesh), or a sequence of such arrays, one per axis.
+    - `order`: the number of points per axis in each element, an integer of at least
+      1.
+    - `dtype`: the float dtype of the rule, or `None` (default) for JAX's default
+      float type. Keyword-only.
+
+    **Returns:**
+
+    A [`gramsolve.pde.Quadrature`][] with points of shape `(E, order**dim, dim)` and
+    the elements' corners in `cells`.
 
     !!! Example
 

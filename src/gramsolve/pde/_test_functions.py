@@ -34,6 +34,13 @@ class TabulatedTestFunctions(eqx.Module):
     `dense` is then `True` and `support[k]` is `0, …, E-1` for every $k$.
 
     Built by [`gramsolve.pde.AbstractTestFunctions.tabulate`][].
+
+    **Arguments:**
+
+    - `support`: the integer array of shape `(K, s)` of each function's elements.
+    - `values`: $v_k$ at the quadrature points of those elements, shape `(K, s, Q)`.
+    - `gradients`: $\nabla v_k$ there, shape `(K, s, Q, dim)`.
+    - `dense`: whether every function lives on every element.
     """
 
     support: Int[Array, "K s"]
@@ -91,6 +98,12 @@ class AbstractTestFunctions(eqx.Module):
 
     The Gram matrix in the energy inner product is what RVPINN whitens the weak
     residual with: `gs.Whitened(residual, gs.InverseGram(space.gram("H1_0")))`.
+
+    **Arguments:**
+
+    None of its own: an abstract base ([`gramsolve.pde.SineTestFunctions`][],
+    [`gramsolve.pde.HatTestFunctions`][]); subclasses implement `dim`,
+    `num_functions`, `support`, `value` and `exact_quadrature`.
     """
 
     @property
@@ -206,6 +219,14 @@ class SineTestFunctions(AbstractTestFunctions):
     lives on every element, so the variational residual is a dense map. This is the
     test space of the RVPINN paper's 1D and 2D examples (Rojas et al., 2024).
 
+    **Arguments:**
+
+    - `counts`: $N$, the number of sines per axis: a positive integer in 1D or a
+      sequence of them, one per axis.
+    - `lower`: the lower corner $a$: a number (every axis) or one per axis. Default
+      0.
+    - `upper`: the upper corner $b > a$, likewise. Default 1.
+
     !!! Example
 
         ```python
@@ -310,6 +331,11 @@ class HatTestFunctions(AbstractTestFunctions):
     $\tfrac{h}{6}[1\;4\;1]$ and $\tfrac{1}{h}[-1\;2\;-1]$; on tensor meshes they are
     Kronecker products of those. This is the lowest-order hp-VPINN test space, the
     choice Berrone, Canuto and Pintore recommend with high-order quadrature.
+
+    **Arguments:**
+
+    - `breakpoints`: a strictly increasing finite 1D array of at least three values
+      (at least one interior node), or a sequence of such arrays, one per axis.
 
     !!! Example
 
