@@ -66,6 +66,19 @@ class Heat1D(AbstractHeat):
     boundary lines as three classes, each averaged separately; that variant is not
     provided here.
 
+    **Arguments:**
+
+    - `diffusivity`: $\kappa > 0$. Default 0.25.
+    - `num_interior`: the number of interior points (positive). Default 900.
+    - `num_boundary`: the number of boundary points (positive). Default 60.
+    - `num_initial`: the number of initial points (positive). Default 60.
+    - `num_evaluation`: the number of evaluation points (positive). Default 9000.
+    - `seed`: the seed of the fixed collocation and evaluation points. Default 0.
+    - `hidden`: the hidden widths of `default_model`, a tuple of ints. Default
+      `(64,)`.
+    - `resample_every_step`: whether a training loop should redraw the collocation
+      points at every step, as the source paper does (the benchmark scripts do). Default `False`.
+
     !!! Example
 
         ```python

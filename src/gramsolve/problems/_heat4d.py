@@ -94,6 +94,19 @@ class Heat4D(AbstractHeat):
     The smaller-batch runs (300 / 50 points, `exp16`, `exp17`) are not recorded here.
     The diffusivity can be changed; $u^*$ then decays as $e^{-4\kappa t}$.
 
+    **Arguments:**
+
+    - `diffusivity`: $\kappa > 0$. Default 0.25.
+    - `num_interior`: the number of interior points (positive). Default 3000.
+    - `num_boundary`: the number of boundary points (positive). Default 250.
+    - `num_initial`: the number of initial points (positive). Default 250.
+    - `num_evaluation`: the number of evaluation points (positive). Default 30000.
+    - `seed`: the seed of the fixed collocation and evaluation points. Default 0.
+    - `hidden`: the hidden widths of `default_model`, a tuple of ints. Default
+      `(256, 256, 128, 128)`.
+    - `resample_every_step`: whether a training loop should redraw the collocation
+      points at every step, as the source paper does (the benchmark scripts do). Default `True`.
+
     !!! Example
 
         ```python

@@ -49,6 +49,22 @@ class Helmholtz2D(AbstractProblem):
     No published error is recorded here: the repository logs none, and the paper's
     tables were not read.
 
+    **Arguments:**
+
+    - `wavenumber`: $k$. Default 50.
+    - `frequencies`: $(a_1, a_2)$, a pair. Default `(1.0, 4.0)`.
+    - `num_interior`: the number of interior points (positive). Default 2000.
+    - `num_boundary`: the number of boundary points (positive). Default 500.
+    - `num_evaluation`: the number of evaluation points (positive). Default 10000.
+    - `seed`: the seed of the fixed collocation and evaluation points. Default 0.
+    - `hidden`: the hidden widths of `default_model`, a tuple of ints. Default
+      `(30, 30, 30, 30)`.
+    - `resample_every_step`: whether a training loop should redraw the collocation
+      points at every step, as the source paper does (the benchmark scripts do). Default `True`.
+    - `periodic_features`: whether `default_model` is the
+      [`gramsolve.problems.PeriodicMLP`][] (default `True`) or a plain
+      [`gramsolve.problems.MLP`][].
+
     !!! Example
 
         ```python

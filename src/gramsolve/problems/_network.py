@@ -17,6 +17,15 @@ class MLP(eqx.Module):
     $\pm 1/\sqrt{\text{fan-in}}$), as in the papers' code. Calling it on one point of
     shape `(dim,)` returns a scalar.
 
+    **Arguments:**
+
+    - `dim`: the input dimension $d$ (positive).
+    - `hidden`: the hidden widths, a sequence of positive ints (may be empty).
+    - `key`: a JAX PRNG key for the initialisation. Keyword-only.
+    - `activation`: the activation between layers. Default `jnp.tanh`. Keyword-only.
+    - `dtype`: the parameters' dtype, or `None` (default) for JAX's default float
+      type. Keyword-only.
+
     !!! Example
 
         ```python
@@ -68,6 +77,16 @@ class PeriodicMLP(eqx.Module):
     Weights are initialised Glorot-normal (standard deviation
     $\sqrt{2 / (\text{fan-in} + \text{fan-out})}$) and biases at zero, as in Jnini &
     Vella's dual-NGD code (JAX-NG), whose Helmholtz benchmark uses this network.
+
+    **Arguments:**
+
+    - `dim`: the input dimension $d$ (positive).
+    - `hidden`: the hidden widths, a sequence of positive ints.
+    - `periods`: $P_i$, one positive period per coordinate. Keyword-only.
+    - `key`: a JAX PRNG key for the initialisation. Keyword-only.
+    - `activation`: the activation between layers. Default `jnp.tanh`. Keyword-only.
+    - `dtype`: the parameters' dtype, or `None` (default) for JAX's default float
+      type. Keyword-only.
 
     !!! Example
 
@@ -130,7 +149,18 @@ def split_model(
     model: eqx.Module,
 ) -> tuple[PyTree[Array], Callable[[PyTree[Array], Float[Array, " dim"]], Scalar]]:
     """Splits an equinox model into its trainable parameters and a pure function
-    `apply(params, x)`, the form residual functions take."""
+    `apply(params, x)`, the form residual functions take.
+
+    **Arguments:**
+
+    - `model`: an equinox model, e.g. a [`gramsolve.problems.MLP`][].
+
+    **Returns:**
+
+    A pair `(params, apply)`: the model's inexact arrays (`eqx.partition(model,
+    eqx.is_inexact_array)`) and the function `apply(params, x)` that calls the model
+    rebuilt from them on one point.
+    """
     params, static = eqx.partition(model, eqx.is_inexact_array)
 
     def apply(params: PyTree[Array], x: Float[Array, " dim"]) -> Scalar:

@@ -81,6 +81,17 @@ class Poisson100D(AbstractUnitCubePoisson):
     1,000 fixed uniform points; network 100-768-768-512-512-1 tanh (1,325,057
     parameters); 7,000 s budget.
 
+    **Arguments:**
+
+    - `num_interior`: the number of interior points (positive). Default 100.
+    - `num_boundary`: the number of boundary points (positive). Default 50.
+    - `num_evaluation`: the number of evaluation points (positive). Default 1000.
+    - `seed`: the seed of the fixed collocation and evaluation points. Default 0.
+    - `hidden`: the hidden widths of `default_model`, a tuple of ints. Default
+      `(768, 768, 512, 512)`.
+    - `resample_every_step`: whether a training loop should redraw the collocation
+      points at every step, as the source paper does (the benchmark scripts do). Default `True`.
+
     !!! Example
 
         ```python

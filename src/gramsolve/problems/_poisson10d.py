@@ -56,6 +56,17 @@ class Poisson10D(AbstractUnitCubePoisson):
     weights $1/\sqrt{N_\gamma}$; errors on 30,000 fixed uniform points; network
     10-256-256-128-128-1 tanh (118,145 parameters); 7,000 s budget.
 
+    **Arguments:**
+
+    - `num_interior`: the number of interior points (positive). Default 3000.
+    - `num_boundary`: the number of boundary points (positive). Default 500.
+    - `num_evaluation`: the number of evaluation points (positive). Default 30000.
+    - `seed`: the seed of the fixed collocation and evaluation points. Default 0.
+    - `hidden`: the hidden widths of `default_model`, a tuple of ints. Default
+      `(256, 256, 128, 128)`.
+    - `resample_every_step`: whether a training loop should redraw the collocation
+      points at every step, as the source paper does (the benchmark scripts do). Default `True`.
+
     !!! Example
 
         ```python

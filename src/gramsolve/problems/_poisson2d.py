@@ -88,6 +88,21 @@ class Poisson2D(AbstractUnitCubePoisson):
     a 900 / 120 grid. Errors on the `evaluation_side`² (198², as the code) strictly
     interior grid. No published number is recorded for this variant.
 
+    **Arguments:**
+
+    - `interior_side`: the interior points are `interior_side`² (positive). Default
+      30.
+    - `boundary_per_side`: the boundary points are `4 boundary_per_side` (positive).
+      Default 30.
+    - `sampling`: `"random"` (default) or `"grid"`, as above.
+    - `evaluation_side`: with `sampling="grid"`, the errors are measured on the
+      `evaluation_side`² interior grid (positive). Default 198.
+    - `seed`: the seed of the fixed collocation and evaluation points. Default 0.
+    - `hidden`: the hidden widths of `default_model`, a tuple of ints. Default
+      `(64,)`.
+    - `resample_every_step`: whether a training loop should redraw the collocation
+      points at every step, as the source paper does (the benchmark scripts do). Default `False`.
+
     !!! Example
 
         ```python

@@ -124,6 +124,17 @@ class Poisson5D(AbstractUnitCubePoisson):
     weighted by the boundary measure 10, and reports relative errors; that variant is
     not provided here.
 
+    **Arguments:**
+
+    - `num_interior`: the number of interior points (positive). Default 3000.
+    - `num_boundary`: the number of boundary points (positive). Default 500.
+    - `num_evaluation`: the number of evaluation points (positive). Default 30000.
+    - `seed`: the seed of the fixed collocation and evaluation points. Default 0.
+    - `hidden`: the hidden widths of `default_model`, a tuple of ints. Default
+      `(64,)`.
+    - `resample_every_step`: whether a training loop should redraw the collocation
+      points at every step, as the source paper does (the benchmark scripts do). Default `True`.
+
     !!! Example
 
         ```python

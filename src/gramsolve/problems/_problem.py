@@ -40,6 +40,15 @@ class AbstractProblem(eqx.Module):
     Every problem draws its fixed points from `jax.random.PRNGKey(seed)` and its
     evaluation points from a key folded from it, so a problem is reproducible from its
     fields alone. `collocation_points(key)` is pure and can be jitted.
+
+    **Arguments:**
+
+    An abstract base; every concrete problem takes at least
+
+    - `hidden`: the hidden widths of the network (`default_model`), a tuple of ints.
+    - `resample_every_step`: whether a training loop redraws the collocation points
+      at every step.
+    - `seed`: the seed of the fixed collocation and evaluation points.
     """
 
     name: eqx.AbstractClassVar[str]

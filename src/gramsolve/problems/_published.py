@@ -11,7 +11,7 @@ class PublishedResult:
     Read from the paper's public experiment repository (the best run of a
     hyperparameter sweep, its last logged value), not from a figure.
 
-    **Fields:**
+    **Arguments:**
 
     - `optimizer`: the method as the paper names it (`"ENGD"`, `"ENGD-W"`, `"SPRING"`,
       `"KFAC"`, `"KFAC*"` for KFAC with its automatic learning rate, `"Adam"`, ...).

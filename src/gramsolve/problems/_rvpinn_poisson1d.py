@@ -40,6 +40,21 @@ class RVPINNPoisson1D(AbstractProblem):
     points. The authors' code trains a 1-25×5-1 network with Adam and reports no
     number we could read; our default network is 1-32-32-1.
 
+    **Arguments:**
+
+    - `num_test_functions`: $N$, the number of sine test functions (positive).
+      Default 40.
+    - `elements`: the number of quadrature elements on $(-1, 1)$ (positive). Default
+      40.
+    - `order`: the Gauss–Legendre points per element (positive). Default 8.
+    - `num_evaluation`: the number of evaluation grid points (positive). Default
+      1000.
+    - `seed`: the seed of the fixed collocation and evaluation points. Default 0.
+    - `hidden`: the hidden widths of `default_model`, a tuple of ints. Default
+      `(32, 32)`.
+    - `resample_every_step`: whether a training loop should redraw the collocation
+      points at every step, as the source paper does (the benchmark scripts do). Default `False`.
+
     !!! Example
 
         ```python

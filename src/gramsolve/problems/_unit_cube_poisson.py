@@ -32,6 +32,13 @@ class AbstractUnitCubePoisson(AbstractProblem):
     the two halved mean squared residuals, the papers' loss. Errors are measured on
     `num_evaluation` further uniform points of the cube (the papers use ten times the
     interior points).
+
+    **Arguments:**
+
+    An abstract base ([`gramsolve.problems.Poisson2D`][], ...); subclasses declare
+    `num_interior`, `num_boundary` and `num_evaluation` (positive ints) besides the
+    fields of [`gramsolve.problems.AbstractProblem`][], and implement
+    `exact_solution` and `source`.
     """
 
     residual_classes: ClassVar[tuple[str, ...]] = ("interior", "boundary")
