@@ -44,7 +44,7 @@ def save_checkpoint(
     never a torn file.
 
     The format is equinox's documented one for a model with hyperparameters: one line
-    of JSON, then [`equinox.tree_serialise_leaves`][] of `tree` (its array leaves, in
+    of JSON, then `equinox.tree_serialise_leaves` of `tree` (its array leaves, in
     order; non-array leaves are not written and come back from `like` when loading).
     Read it back with [`gramsolve.ngd.load_checkpoint`][].
 
