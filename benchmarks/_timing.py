@@ -1,7 +1,7 @@
 """The benchmark scripts' timing helpers live in the package, shared with
 `python -m gramsolve bench`."""
 
-from gramsolve._bench._timing import (
+from gramsolve.bench import (
     median_seconds as median_seconds,
     print_table as print_table,
 )

@@ -2,7 +2,7 @@
 time, on 2D Poisson (MLP 2-32-32-1, 900 interior / 200 boundary points) and on the
 1+1D heat equation (issue: NGD building blocks and optimizers).
 
-The reference uses none of gramsolve's solver (`gramsolve._bench._reference`, shared
+The reference uses none of gramsolve's solver (`gramsolve.bench.hand_written_direction`, shared
 with the solve suite's comparison): per-point `vmap(grad)`
 Jacobian rows, `JJᵀ + λI` with λ = 1e-10, a Cholesky solve, and the 31-point grid
 line search 2^-k, jitted once. Printed: relative L2 error after the same optimization
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
-from gramsolve._bench._reference import hand_written_direction
+from gramsolve.bench import hand_written_direction
 
 
 def hand_written_engd(residuals, params, seconds: float, evaluate):

@@ -33,7 +33,7 @@ import time
 
 import jax
 
-from gramsolve._bench._scale import (
+from gramsolve.bench import (
     device_peak_bytes,
     gib,
     grid_sizes,
@@ -76,7 +76,7 @@ def main() -> None:
     import jax.numpy as jnp
 
     import gramsolve as gs
-    from gramsolve._cost import current_machine, sketch_batch_size
+    from gramsolve.bench import current_machine, sketch_batch_size
 
     def batch(text: str) -> int | None:
         """`auto` (gramsolve's default), `all` (one vmap over the rank), or an int."""

@@ -7,7 +7,7 @@ dense Woodbury step. The same suite as `python -m gramsolve bench --suite solve`
 
 import sys
 
-from gramsolve._bench import main
+from gramsolve.bench import main
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
-from gramsolve._bench import main
-from gramsolve._bench._reference import hand_written_direction
-from gramsolve._bench._solve import DAMPING, EXACT, poisson_pinn, run_cell, solve_table
-from gramsolve._bench._training import headline_table
+from gramsolve.bench import main
+from gramsolve.bench._reference import hand_written_direction
+from gramsolve.bench._solve import DAMPING, EXACT, poisson_pinn, run_cell, solve_table
+from gramsolve.bench._training import headline_table
 
 
 TRAINING = [

@@ -80,7 +80,7 @@ def demo(argv: list[str]) -> None:
 
 
 def bench(argv: list[str]) -> None:
-    from gramsolve._bench import main as bench_main
+    from gramsolve.bench import main as bench_main
 
     bench_main(argv)
 

@@ -1,4 +1,6 @@
-"""`python -m gramsolve bench`: the training, solve and scale suites."""
+"""`python -m gramsolve bench`: the training, solve and scale suites, and the pieces
+the scripts in `benchmarks/` share with them (timing, the hand-written reference
+direction, network sizing, memory readings, the cost model's machine)."""
 
 import argparse
 import datetime
@@ -9,6 +11,25 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+from .._cost import (
+    current_machine as current_machine,
+    sketch_batch_size as sketch_batch_size,
+)
+from ._reference import hand_written_direction as hand_written_direction
+from ._scale import (
+    build_pinn as build_pinn,
+    device_peak_bytes as device_peak_bytes,
+    gib as gib,
+    grid_sizes as grid_sizes,
+    peak_rss_bytes as peak_rss_bytes,
+    width_for as width_for,
+)
+from ._timing import (
+    interleaved_medians as interleaved_medians,
+    median_seconds as median_seconds,
+    print_table as print_table,
+)
 
 
 SUITES = ("training", "solve", "scale")
