@@ -63,11 +63,6 @@ class AbstractHeat(AbstractProblem):
         u_xx = laplacian(u, dims=tuple(range(1, self.dim)))(x)
         return u_t - self.diffusivity * u_xx
 
-    def _condition_residual(
-        self, apply: Apply, params: PyTree[Array], x: Float[Array, " dim"]
-    ) -> Scalar:
-        return apply(params, x) - self.exact_solution(x)
-
     def residuals(
         self, apply: Apply, points: Mapping[str, Array] | None = None
     ) -> Residuals:
@@ -79,7 +74,7 @@ class AbstractHeat(AbstractProblem):
         # The interior keeps PointResidual's default weight 1/sqrt(N). Bound methods in
         # an `eqx.Partial` (not closures) make two calls with one `apply` give equal
         # residual maps, so jitted steps taking them do not retrace.
-        condition = eqx.Partial(self._condition_residual, apply)
+        condition = eqx.Partial(self._dirichlet_residual, apply)
         return Residuals(
             {
                 "interior": PointResidual(

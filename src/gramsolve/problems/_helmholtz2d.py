@@ -142,11 +142,6 @@ class Helmholtz2D(AbstractProblem):
         u, _, lap = value_gradient_laplacian(lambda y: apply(params, y))(x)
         return lap + self.wavenumber**2 * u - self.source(x)
 
-    def _boundary_residual(
-        self, apply: Apply, params: PyTree[Array], x: Float[Array, " 2"]
-    ) -> Scalar:
-        return apply(params, x) - self.exact_solution(x)
-
     def residuals(
         self, apply: Apply, points: Mapping[str, Array] | None = None
     ) -> Residuals:
@@ -164,7 +159,7 @@ class Helmholtz2D(AbstractProblem):
                     weight,
                 ),
                 "boundary": PointResidual(
-                    eqx.Partial(self._boundary_residual, apply),
+                    eqx.Partial(self._dirichlet_residual, apply),
                     points["boundary"],
                     weight,
                 ),

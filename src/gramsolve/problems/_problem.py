@@ -104,6 +104,12 @@ class AbstractProblem(eqx.Module):
         base = jax.random.PRNGKey(self.seed)
         return jax.random.fold_in(base, 0), jax.random.fold_in(base, 1)
 
+    def _dirichlet_residual(
+        self, apply: Apply, params: PyTree[Array], x: Float[Array, " dim"]
+    ) -> Scalar:
+        """$u_\theta(x) - u^*(x)$: boundary (and initial) data from the exact solution."""
+        return apply(params, x) - self.exact_solution(x)
+
     def _check_points(self, points: Mapping[str, Array]) -> dict[str, Array]:
         if not isinstance(points, Mapping) or set(points) != set(self.residual_classes):
             given = sorted(points) if isinstance(points, Mapping) else type(points)

@@ -83,11 +83,6 @@ class AbstractUnitCubePoisson(AbstractProblem):
     ) -> Scalar:
         return -laplacian(lambda y: apply(params, y))(x) - self.source(x)
 
-    def _boundary_residual(
-        self, apply: Apply, params: PyTree[Array], x: Float[Array, " dim"]
-    ) -> Scalar:
-        return apply(params, x) - self.exact_solution(x)
-
     def residuals(
         self, apply: Apply, points: Mapping[str, Array] | None = None
     ) -> Residuals:
@@ -105,7 +100,7 @@ class AbstractUnitCubePoisson(AbstractProblem):
                     weights["interior"],
                 ),
                 "boundary": PointResidual(
-                    eqx.Partial(self._boundary_residual, apply),
+                    eqx.Partial(self._dirichlet_residual, apply),
                     points["boundary"],
                     weights["boundary"],
                 ),
