@@ -188,7 +188,13 @@ class LeastSquaresSolver(lx.AbstractLinearSolver[LeastSquaresState]):
                 combined = lx.RESULTS.where(
                     extra_result == lx.RESULTS.successful, result, extra_result
                 )
-                return jtu.tree_map(jnp.add, value, out), combined
+                total = jtu.tree_map(jnp.add, value, out)
+                # Each solve's result already covers its own non-finite output; the
+                # sum is new.
+                combined = lx.RESULTS.where(
+                    all_finite(total), combined, lx.RESULTS.singular
+                )
+                return total, combined
 
             def keep():
                 return value, result
@@ -197,7 +203,6 @@ class LeastSquaresSolver(lx.AbstractLinearSolver[LeastSquaresState]):
                 jnp.stack([jnp.any(v != 0) for v in jtu.tree_leaves(extra)])
             )
             value, result = jax.lax.cond(nonzero, add_extra, keep)
-        result = lx.RESULTS.where(all_finite(value), result, lx.RESULTS.singular)
         # lineax's stats are arrays only: the regime's labels (space, method) are left
         # out; `gs.plan` on the Jacobian tells them.
         return value, result, numbers
