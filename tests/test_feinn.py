@@ -1,5 +1,6 @@
 """FEINN residuals: the assembled finite element residual at a network's interpolant."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -112,7 +113,7 @@ def test_one_dimensional_p2_solution_has_zero_residual():
 def test_residual_and_jacobian_against_jacfwd_of_dense_matrix_times_nodal_values():
     basis = _lshape(skfem.ElementTriP2(), 1)
     matrix, load = _assembled(basis)
-    params = init_mlp(jax.random.PRNGKey(0), [2, 8, 8, 1])
+    params = init_mlp(jax.random.PRNGKey(0), [2, 6, 6, 1])
     feinn = gs.FEInterpolatedResidual(
         scalar_mlp, basis, matrix, load, boundary=_boundary, weight=0.5
     )
@@ -264,15 +265,14 @@ def test_every_regime_gives_the_dense_direction_on_the_dual_norm_loss():
     feinn = gs.FEInterpolatedResidual(scalar_mlp, basis, matrix, load)
     dual = gs.Whitened(feinn, gs.InverseGram(feinn.gram(basis, "H1_0")))
     damping = 1e-3
-    J = np.asarray(dual.jacobian(params))
+    J = np.asarray(eqx.filter_jit(dual.jacobian)(params))
     r = np.asarray(dual(params))
     expected = np.linalg.solve(J.T @ J + damping * np.eye(J.shape[1]), J.T @ r)
     operator = eqx.filter_jit(gs.JacobianOperator)(dual, params)
     for regime in (
         gs.Dense(space="parameter"),
         gs.Dense(space="residual"),
-        gs.Iterative(rtol=1e-12, atol=1e-14, max_steps=2000),
-        gs.Auto(),
+        gs.Iterative(preconditioner=None, rtol=1e-12, atol=1e-14, max_steps=2000),
     ):
         direction = eqx.filter_jit(gs.solve)(
             operator, dual(params), damping, regime
@@ -365,3 +365,94 @@ def test_gramsolve_imports_without_scikit_fem():
         "    raise AssertionError('no ImportError')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- the benchmark problems -----------------------------------------------------------
+
+
+def test_lshape_solution_is_harmonic_with_its_boundary_values():
+    problem = gs.problems.FEINNLShape(refinements=1)
+    exact = problem.exact_solution
+    points = jax.random.uniform(jax.random.PRNGKey(0), (200, 2), minval=-1, maxval=1)
+    points = points[~((points[:, 0] > 0) & (points[:, 1] > 0))]
+    laplacians = jax.vmap(gs.pde.laplacian(exact))(points)
+    assert jnp.max(jnp.abs(laplacians)) < 1e-10
+    s = jnp.linspace(0.05, 1.0, 7)
+    zeros = jnp.zeros_like(s)
+    # zero on the two edges at the re-entrant corner, r^{2/3} sin(2φ/3) elsewhere
+    for edge in (jnp.stack([zeros, s], 1), jnp.stack([s, zeros], 1)):
+        assert jnp.max(jnp.abs(jax.vmap(exact)(edge))) < 1e-12
+    negative_x = jax.vmap(exact)(jnp.stack([-s, zeros], 1))
+    np.testing.assert_allclose(negative_x, s ** (2 / 3) * np.sin(np.pi / 3))
+    negative_y = jax.vmap(exact)(jnp.stack([zeros, -s], 1))
+    np.testing.assert_allclose(negative_y, s ** (2 / 3) * np.sin(2 * np.pi / 3))
+
+
+def test_variable_coefficient_source_against_hand_computation():
+    problem = gs.problems.FEINNVariable2D(refinements=1)
+    points = np.random.default_rng(0).uniform(size=(5, 2))
+    x, y = points.T
+    pi = np.pi
+    ux = pi * np.cos(pi * x) * np.sin(pi * y) + y
+    uy = pi * np.sin(pi * x) * np.cos(pi * y) + x
+    laplacian = -2 * pi**2 * np.sin(pi * x) * np.sin(pi * y)
+    kappa = 1 + x**2 + 0.5 * np.sin(pi * y)
+    divergence = 2 * x * ux + 0.5 * pi * np.cos(pi * y) * uy + kappa * laplacian
+    u = np.sin(pi * x) * np.sin(pi * y) + x * y
+    hand = -divergence + ux + 0.5 * uy + (1 + x * y) * u
+    np.testing.assert_allclose(jax.vmap(problem.source)(points), hand, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "problem, l2_rate, h1_rate",
+    [
+        # smooth solution: P1 converges as h² in L², h in H¹
+        (gs.problems.FEINNVariable2D(refinements=2, degree=1), 2.0, 1.0),
+        # the corner singularity caps H¹ convergence at h^{2/3} for any degree
+        (gs.problems.FEINNLShape(refinements=2, degree=2), 4 / 3, 2 / 3),
+    ],
+    ids=["variable-P1", "lshape-P2"],
+)
+def test_discretisation_errors_converge_at_the_known_rates(problem, l2_rate, h1_rate):
+    finer = dataclasses.replace(problem, refinements=problem.refinements + 1)
+    coarse, fine = problem.discretisation_errors(), finer.discretisation_errors()
+    h1 = np.log2(coarse["relative_h1"] / fine["relative_h1"])
+    l2 = np.log2(coarse["relative_l2"] / fine["relative_l2"])
+    assert abs(h1 - h1_rate) < 0.15, h1
+    assert abs(l2 - l2_rate) < 0.3, l2
+
+
+def test_fe_problem_residuals_points_and_errors():
+    problem = gs.problems.FEINNVariable2D(refinements=1, degree=2)
+    basis = problem.basis()
+    nodes = jnp.asarray(basis.doflocs.T)
+    residuals = problem.residuals(_table(nodes))
+    points = problem.collocation_points()["fe"]
+    assert residuals.num_residuals(problem.fe_solution()) == points.shape[0]
+    # the FE solution is a zero of the (whitened) residual
+    values = residuals(problem.fe_solution())["fe"]
+    assert jnp.linalg.norm(values) < 1e-11
+    # errors: zero for u*, the same under jit, and the interpolant's are the
+    # interpolation error, of the order of the discretisation error
+    exact = lambda params, x: problem.exact_solution(x)
+    errors = problem.errors(exact, None)
+    assert all(float(v) < 1e-14 for v in errors.values())
+    model = gs.problems.MLP(2, (4,), key=jax.random.PRNGKey(0))
+    params, apply = gs.problems.split_model(model)
+    eager = problem.errors(apply, params)
+    jitted = eqx.filter_jit(lambda p: problem.errors(apply, p))(params)
+    for key in ("rms", "relative_l2", "relative_h1"):
+        np.testing.assert_allclose(jitted[key], eager[key], rtol=1e-12)
+    interpolation = problem.interpolant_errors(exact, None)
+    discretisation = problem.discretisation_errors()
+    assert 0 < interpolation["relative_h1"] < 2 * discretisation["relative_h1"]
+    with pytest.raises(ValueError, match="nodes of the mesh"):
+        problem.residuals(apply, {"fe": points[:3]})
+    for bad in (
+        dict(degree=3),
+        dict(metric="L2"),
+        dict(refinements=-1),
+        dict(resample_every_step=True),
+    ):
+        with pytest.raises(ValueError):
+            gs.problems.FEINNLShape(**bad)

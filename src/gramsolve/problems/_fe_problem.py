@@ -18,14 +18,24 @@ from .._whitened import Whitened
 from ._problem import AbstractProblem, Apply
 
 
-def _on_points(fn: Callable, x: np.ndarray) -> np.ndarray:
-    """`fn` (one point of shape `(dim,)` to an array) at scikit-fem's quadrature
-    points `x` of shape `(dim, elements, points)`, with the point axes last."""
-    flat = jnp.asarray(x.reshape(x.shape[0], -1).T)
-    values = np.asarray(jax.vmap(fn)(flat))
-    return np.moveaxis(
-        values.reshape(*x.shape[1:], *values.shape[1:]), (0, 1), (-2, -1)
-    )
+@eqx.filter_jit
+def _vmapped(fn: Callable, flat: Array, gradient: bool) -> Array:
+    return jax.vmap(jax.grad(fn) if gradient else fn)(flat)
+
+
+def _on_points(fn: Callable, x: Any, *, gradient: bool = False) -> Array:
+    """`fn` (one point of shape `(dim,)` to an array), or its gradient, at
+    scikit-fem's quadrature points `x` of shape `(dim, elements, points)`, with the
+    point axes last. Compiled once per function (a problem's coefficients and exact
+    solution are evaluated at every assembly and error)."""
+    flat = jnp.asarray(np.asarray(x).reshape(x.shape[0], -1).T)
+    values = _vmapped(fn, flat, gradient)
+    values = values.reshape(*x.shape[1:], *values.shape[1:])
+    return jnp.moveaxis(values, (0, 1), (-2, -1))
+
+
+def _apply_at(apply: Apply, params: PyTree[Array], x: Array) -> Scalar:
+    return apply(params, x)
 
 
 class AbstractFEProblem(AbstractProblem):
@@ -126,44 +136,48 @@ class AbstractFEProblem(AbstractProblem):
         x = basis.mapping.F(basis.X)
         return jnp.asarray(x.reshape(x.shape[0], -1).T, dtype=jnp.zeros(()).dtype)
 
-    def _errors(self, value: np.ndarray, gradient: np.ndarray) -> dict[str, Scalar]:
+    def _errors(
+        self, value: Float[Array, "E Q"], gradient: Float[Array, "dim E Q"]
+    ) -> dict[str, Scalar]:
         """Errors of a function given by its values `(E, Q)` and gradients
-        `(dim, E, Q)` at the quadrature points."""
+        `(dim, E, Q)` at the quadrature points (traceable: `errors` runs under
+        `jit`)."""
         basis = self.basis()
         x = basis.mapping.F(basis.X)
         exact = _on_points(self.exact_solution, x)
-        exact_gradient = _on_points(jax.grad(self.exact_solution), x)
-        weights = basis.dx
+        exact_gradient = _on_points(self.exact_solution, x, gradient=True)
+        weights = jnp.asarray(basis.dx, dtype=exact.dtype)
 
         def integral(f):
-            return float(np.sum(f * weights))
+            return jnp.sum(f * weights)
 
         l2 = integral((value - exact) ** 2)
-        semi = integral(np.sum((gradient - exact_gradient) ** 2, axis=0))
+        semi = integral(jnp.sum((gradient - exact_gradient) ** 2, axis=0))
         l2_exact = integral(exact**2)
-        semi_exact = integral(np.sum(exact_gradient**2, axis=0))
-        dtype = jnp.zeros(()).dtype
+        semi_exact = integral(jnp.sum(exact_gradient**2, axis=0))
         return {
-            "rms": jnp.asarray(np.sqrt(np.mean((value - exact) ** 2)), dtype),
-            "relative_l2": jnp.asarray(np.sqrt(l2 / l2_exact), dtype),
-            "relative_h1": jnp.asarray(
-                np.sqrt((l2 + semi) / (l2_exact + semi_exact)), dtype
-            ),
+            "rms": jnp.sqrt(jnp.mean((value - exact) ** 2)),
+            "relative_l2": jnp.sqrt(l2 / l2_exact),
+            "relative_h1": jnp.sqrt((l2 + semi) / (l2_exact + semi_exact)),
         }
 
     def errors(self, apply: Apply, params: PyTree[Array]) -> dict[str, Scalar]:
         """`{"rms", "relative_l2", "relative_h1"}` of the network against $u^*$, by
         the mesh's quadrature."""
         x = self.basis().mapping.F(self.basis().X)
-        value = _on_points(lambda y: apply(params, y), x)
-        gradient = _on_points(jax.grad(lambda y: apply(params, y)), x)
+        network = eqx.Partial(_apply_at, apply, params)
+        value = _on_points(network, x)
+        gradient = _on_points(network, x, gradient=True)
         return self._errors(value, gradient)
 
     def coefficient_errors(self, coefficients: Float[Array, " N"]) -> dict[str, Scalar]:
         """The errors of the finite element function with these coefficients (one
         per degree of freedom)."""
         field = self.basis().interpolate(np.asarray(coefficients))
-        return self._errors(np.asarray(field), np.asarray(field.grad))
+        dtype = jnp.zeros(()).dtype
+        return self._errors(
+            jnp.asarray(np.asarray(field), dtype), jnp.asarray(field.grad, dtype)
+        )
 
     def interpolant_errors(
         self, apply: Apply, params: PyTree[Array]

@@ -93,8 +93,8 @@ class FEINNVariable2D(AbstractFEProblem):
 
         @skfem.BilinearForm
         def form(u, v, w):
-            kappa = _on_points(self.diffusion, w.x)
-            c = _on_points(self.reaction, w.x)
+            kappa = np.asarray(_on_points(self.diffusion, w.x))
+            c = np.asarray(_on_points(self.reaction, w.x))
             du = grad(u)
             return (
                 kappa * dot(du, grad(v))
@@ -104,6 +104,6 @@ class FEINNVariable2D(AbstractFEProblem):
 
         @skfem.LinearForm
         def load(v, w):
-            return _on_points(self.source, w.x) * v
+            return np.asarray(_on_points(self.source, w.x)) * v
 
         return skfem.asm(form, basis), skfem.asm(load, basis)
