@@ -32,8 +32,9 @@ class FEINNLShape(AbstractFEProblem):
     finite element solution). See [`gramsolve.problems.AbstractFEProblem`][] for
     the errors.
 
-    Badia, Li and Martín (adaptive FEINNs, 2024) train on this kind of singular
-    L-shaped problem; no number from a run with these settings is recorded.
+    Badia, Li and Martín (adaptive FEINNs, arXiv 2403.14054) target singular
+    solutions of this kind with adaptively refined meshes; no published FEINN or
+    natural-gradient number for this setup was found, so none is recorded.
 
     **Arguments:**
 
