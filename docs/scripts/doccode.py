@@ -49,6 +49,7 @@ PAGES = (
     "tutorials/preconditioners.md",
     "tutorials/ngd-loop.md",
     "tutorials/variational.md",
+    "tutorials/feinn.md",
     "tutorials/regimes.md",
     "tutorials/scaling.md",
     "tutorials/optimistix.md",

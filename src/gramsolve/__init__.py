@@ -17,6 +17,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from . import ngd as ngd, pde as pde, problems as problems
 from ._cg import CG as CG
+from ._feinn import FEInterpolatedResidual as FEInterpolatedResidual
 from ._function_residual import FunctionResidual as FunctionResidual
 from ._gramian import (
     ParameterGramian as ParameterGramian,
@@ -89,6 +90,7 @@ __all__ = [
     "Dense",
     "DenseMetric",
     "DiagonalMetric",
+    "FEInterpolatedResidual",
     "FunctionResidual",
     "InverseGram",
     "Iterative",

@@ -34,6 +34,7 @@ class AbstractResidual(eqx.Module):
 
     None of its own: an abstract base. The concrete residual maps are
     [`gramsolve.PointResidual`][], [`gramsolve.VariationalResidual`][],
+    [`gramsolve.FEInterpolatedResidual`][],
     [`gramsolve.FunctionResidual`][], [`gramsolve.Residuals`][] and
     [`gramsolve.Whitened`][].
     """

@@ -20,6 +20,7 @@ def problem_suite() -> dict[str, problems.AbstractProblem]:
         "poisson5d": problems.Poisson5D(),
         "helmholtz2d": problems.Helmholtz2D(),
         "rvpinn_poisson1d": problems.RVPINNPoisson1D(),
+        "feinn_lshape": problems.FEINNLShape(),
     }
 
 

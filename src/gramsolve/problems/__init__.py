@@ -1,5 +1,8 @@
 """Benchmark PDE problems, set up as the source papers set them up, and their networks."""
 
+from ._fe_problem import AbstractFEProblem as AbstractFEProblem
+from ._feinn_lshape import FEINNLShape as FEINNLShape
+from ._feinn_variable2d import FEINNVariable2D as FEINNVariable2D
 from ._heat1d import Heat1D as Heat1D
 from ._heat4d import Heat4D as Heat4D
 from ._helmholtz2d import Helmholtz2D as Helmholtz2D
@@ -15,7 +18,10 @@ from ._unit_cube_poisson import AbstractUnitCubePoisson as AbstractUnitCubePoiss
 
 
 __all__ = [
+    "AbstractFEProblem",
     "AbstractProblem",
+    "FEINNLShape",
+    "FEINNVariable2D",
     "AbstractUnitCubePoisson",
     "Heat1D",
     "Heat4D",
