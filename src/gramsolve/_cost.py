@@ -28,6 +28,9 @@ MATVEC_FLOPS_PER_ENTRY = 80.0
 # sketches multiply their test vectors one at a time (`SKETCH_WORKING_SET_BYTES`), and
 # a `vmap` over many was no cheaper per vector on a CPU (1.45–2.1× dearer).
 SKETCH_FLOPS_PER_ENTRY = MATVEC_FLOPS_PER_ENTRY
+# One Gramian product with the Jacobian formed as a dense matrix: two matrix-vector
+# products (batched products of a sketch run as GEMMs, cheaper still).
+MATERIALISED_FLOPS_PER_ENTRY = 4.0
 # Nyström-preconditioned CG on PINN Gramians converges in a handful of iterations
 # (measured: 3–12 at rank 100–200); plan for this many.
 PRECONDITIONED_ITERATIONS = 15
@@ -49,6 +52,10 @@ LINEARISATION_WORDS_PER_RESIDUAL_PER_ROOT_PARAMETER = 24.0
 # linearisation. Small operators (a few hundred points and parameters, dense
 # matrices) still take all their products in one vmap.
 SKETCH_WORKING_SET_BYTES = 16 * 2**20
+
+# The share of the device's memory (the host's RAM on CPU) that the regimes plan to
+# use when no memory budget is given.
+DEFAULT_BUDGET_FRACTION = 0.5
 
 
 class Machine(eqx.Module):

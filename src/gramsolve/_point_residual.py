@@ -7,11 +7,12 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.tree_util as jtu
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, Float, Inexact, PyTree
 
 from ._misc import ravel_trailing
-from ._residual import AbstractResidual
+from ._residual import AbstractResidual, check_leaf_indices
 
 
 class PointResidual(AbstractResidual):
@@ -197,21 +198,42 @@ class PointResidual(AbstractResidual):
         values = self._map(self.fn, params, self.points)
         return self._weighted(values)
 
-    def _point_rows(self, params: PyTree, x: Array) -> Array:
+    def _point_rows(
+        self, params: PyTree, x: Array, leaves: tuple[int, ...] | None = None
+    ) -> Array:
         # Derivatives with respect to the arrays alone: `params` may be an equinox
         # model whose other leaves (activations, sizes) are fixed.
         arrays, static = eqx.partition(params, eqx.is_array)
+        flat, treedef = jtu.tree_flatten(arrays)
+        chosen = tuple(range(len(flat))) if leaves is None else leaves
 
-        def at(arrays):
-            return self.fn(eqx.combine(arrays, static), x)
+        def at(chosen_arrays):
+            full = list(flat)
+            for index, array in zip(chosen, chosen_arrays, strict=True):
+                full[index] = array
+            return self.fn(eqx.combine(jtu.tree_unflatten(treedef, full), static), x)
 
+        selected = [flat[index] for index in chosen]
         if self.output_dim(params) is None:
-            return ravel_trailing(jax.grad(at)(arrays), 0)
-        return ravel_trailing(jax.jacrev(at)(arrays), 1)
+            return ravel_trailing(jax.grad(at)(selected), 0)
+        return ravel_trailing(jax.jacrev(at)(selected), 1)
 
     def jacobian(self, params: PyTree) -> Float[Array, "m n"]:
         rows = self._map(self._point_rows, params, self.points)
         rows = self._weighted(rows)
+        return rows.reshape(-1, rows.shape[-1])
+
+    def jacobian_columns(
+        self, params: PyTree, leaves: tuple[int, ...]
+    ) -> Float[Array, "m k"]:
+        check_leaf_indices(
+            leaves, len(jtu.tree_leaves(eqx.filter(params, eqx.is_array)))
+        )
+
+        def rows_of(params, x):
+            return self._point_rows(params, x, leaves)
+
+        rows = self._weighted(self._map(rows_of, params, self.points))
         return rows.reshape(-1, rows.shape[-1])
 
     def squared_row_norms(self, params: PyTree) -> Float[Array, " m"]:

@@ -4,9 +4,24 @@ import abc
 
 import equinox as eqx
 import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
 from jaxtyping import Array, Float, Inexact, PyTree, Scalar
 
 from ._misc import half_squared_norm, tree_size
+
+
+def check_leaf_indices(leaves: tuple[int, ...], num_leaves: int) -> None:
+    if (
+        not leaves
+        or list(leaves) != sorted(set(leaves))
+        or leaves[0] < 0
+        or leaves[-1] >= num_leaves
+    ):
+        raise ValueError(
+            "jacobian_columns: leaves must be increasing indices of parameter leaves "
+            f"in [0, {num_leaves}), got {leaves}"
+        )
 
 
 class AbstractResidual(eqx.Module):
@@ -46,6 +61,25 @@ class AbstractResidual(eqx.Module):
     @abc.abstractmethod
     def jacobian(self, params: PyTree) -> Float[Array, "m n"]:
         """The dense Jacobian $\\partial r / \\partial \\theta$ as an `(m, n)` matrix."""
+
+    def jacobian_columns(
+        self, params: PyTree, leaves: tuple[int, ...]
+    ) -> Float[Array, "m k"]:
+        """The columns of [`gramsolve.AbstractResidual.jacobian`][] that belong to the
+        parameter leaves numbered `leaves` (increasing indices into
+        `jax.tree_util.tree_leaves` of the parameters' arrays), in that order.
+
+        The dense regime forms the Gram matrix $JJ^\\top = \\sum_c J_c J_c^\\top$ from
+        such column blocks when the whole Jacobian exceeds its memory budget. This
+        default slices the whole Jacobian; residual maps with per-point gradients
+        override it to differentiate with respect to those leaves alone."""
+        arrays = jtu.tree_leaves(eqx.filter(params, eqx.is_array))
+        check_leaf_indices(leaves, len(arrays))
+        offsets = np.cumsum([0] + [a.size for a in arrays])
+        full = self.jacobian(params)
+        return jnp.concatenate(
+            [full[:, offsets[i] : offsets[i + 1]] for i in leaves], axis=1
+        )
 
     def squared_row_norms(self, params: PyTree) -> Float[Array, " m"]:
         """The squared norms of the Jacobian's rows: the diagonal of $JJ^\\top$."""

@@ -80,6 +80,14 @@ class Residuals(AbstractResidual):
             [c.jacobian(params) for c in self._in_flatten_order()], axis=0
         )
 
+    def jacobian_columns(
+        self, params: PyTree, leaves: tuple[int, ...]
+    ) -> Float[Array, "m k"]:
+        return jnp.concatenate(
+            [c.jacobian_columns(params, leaves) for c in self._in_flatten_order()],
+            axis=0,
+        )
+
     def squared_row_norms(self, params: PyTree) -> Float[Array, " m"]:
         return jnp.concatenate(
             [c.squared_row_norms(params) for c in self._in_flatten_order()]

@@ -265,3 +265,9 @@ class VariationalResidual(AbstractResidual):
     def jacobian(self, params: PyTree) -> Float[Array, "K n"]:
         rows = self.features.jacobian(params)  # (E·Q·F, n): per-point gradients
         return self.weight * self._contract(rows.reshape(-1, rows.shape[-1]))
+
+    def jacobian_columns(
+        self, params: PyTree, leaves: tuple[int, ...]
+    ) -> Float[Array, "K k"]:
+        rows = self.features.jacobian_columns(params, leaves)
+        return self.weight * self._contract(rows.reshape(-1, rows.shape[-1]))

@@ -91,6 +91,12 @@ class Whitened(AbstractResidual):
         self._check_size(params)
         return self.metric.whiten(self.residuals.jacobian(params))
 
+    def jacobian_columns(
+        self, params: PyTree, leaves: tuple[int, ...]
+    ) -> Float[Array, "m k"]:
+        self._check_size(params)
+        return self.metric.whiten(self.residuals.jacobian_columns(params, leaves))
+
     def squared_row_norms(self, params: PyTree) -> Float[Array, " m"]:
         if isinstance(self.metric, DiagonalMetric):
             # W is diagonal: its rows scale the wrapped map's row norms, which may

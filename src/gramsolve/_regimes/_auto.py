@@ -9,7 +9,12 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, PyTree
 
-from .._cost import current_machine, format_bytes, format_seconds
+from .._cost import (
+    current_machine,
+    DEFAULT_BUDGET_FRACTION,
+    format_bytes,
+    format_seconds,
+)
 from ._base import AbstractRegime, Estimate, RightHandSide, sizes, smaller_space
 from ._dense import Dense
 from ._iterative import Iterative
@@ -127,7 +132,7 @@ class Auto(AbstractRegime):
     """
 
     memory_budget: int | None = None
-    budget_fraction: float = 0.5
+    budget_fraction: float = DEFAULT_BUDGET_FRACTION
     max_rank: int = 200
     rtol: float | None = None
     max_steps: int = 1000
@@ -173,7 +178,14 @@ class Auto(AbstractRegime):
             "minres" if damping is not None and _is_concrete_zero(damping) else "cg"
         )
         spaces = ("residual", "parameter") if rhs == "residual" else ("parameter",)
-        candidates = [Dense(space=s) for s in spaces] + [
+        # Dense's own default budget is Auto's default: pass it only when it differs.
+        dense_budget = (
+            None
+            if self.memory_budget is None
+            and self.budget_fraction == DEFAULT_BUDGET_FRACTION
+            else budget
+        )
+        candidates = [Dense(space=s, memory_budget=dense_budget) for s in spaces] + [
             self._iterative(s, m if s == "residual" else n, method) for s in spaces
         ]
         estimates = [c.estimate(jacobian, rhs) for c in candidates]
