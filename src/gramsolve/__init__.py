@@ -32,6 +32,7 @@ from ._least_squares import (
     LeastSquaresState as LeastSquaresState,
 )
 from ._lowrank import LowRank as LowRank
+from ._materialised_jacobian import MaterialisedJacobian as MaterialisedJacobian
 from ._metric import (
     AbstractMetric as AbstractMetric,
     DenseMetric as DenseMetric,
@@ -97,6 +98,7 @@ __all__ = [
     "Jacobi",
     "JacobiPreconditioner",
     "JacobianOperator",
+    "MaterialisedJacobian",
     "JacobianTransposeOperator",
     "LowRank",
     "MINRES",

@@ -11,7 +11,16 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, Bool, PyTree
 
+from .._cost import (
+    current_machine,
+    DEFAULT_BUDGET_FRACTION,
+    DENSE_JACOBIAN_FLOPS_PER_ENTRY,
+    MATERIALISED_FLOPS_PER_ENTRY,
+    SKETCH_FLOPS_PER_ENTRY,
+)
 from .._gramian import ParameterGramian, ResidualGramian
+from .._jacobian import JacobianOperator
+from .._materialised_jacobian import MaterialisedJacobian
 from .._misc import tree_dtype, tree_size
 
 
@@ -141,3 +150,31 @@ def damped_gramian(
     if space == "residual":
         return ResidualGramian(jacobian, damping)
     return ParameterGramian(jacobian, damping)
+
+
+def materialises(
+    choice: bool | None, jacobian: lx.AbstractLinearOperator, products: int
+) -> bool:
+    """Whether a matrix-free regime should form the Jacobian once
+    ([`gramsolve.MaterialisedJacobian`][]) for `products` Gramian products: `choice`
+    when given; otherwise when $J$ is a [`gramsolve.JacobianOperator`][], the formed
+    matrix (and its per-point gradients while they are formed) fits the default
+    memory budget, and forming it costs less than the products it makes cheap."""
+    if choice is not None:
+        return choice and not isinstance(jacobian, MaterialisedJacobian)
+    if not isinstance(jacobian, JacobianOperator):
+        return False
+    m, n, dtype = sizes(jacobian)
+    machine = current_machine(dtype.itemsize)
+    if 2 * m * n * dtype.itemsize > DEFAULT_BUDGET_FRACTION * machine.memory_bytes:
+        return False
+    formed = DENSE_JACOBIAN_FLOPS_PER_ENTRY + products * MATERIALISED_FLOPS_PER_ENTRY
+    return formed < products * SKETCH_FLOPS_PER_ENTRY
+
+
+def with_materialised(
+    choice: bool | None, jacobian: lx.AbstractLinearOperator, products: int
+) -> lx.AbstractLinearOperator:
+    if materialises(choice, jacobian, products):
+        return MaterialisedJacobian(jacobian)
+    return jacobian

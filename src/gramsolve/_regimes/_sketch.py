@@ -6,7 +6,13 @@ import jax.tree_util as jtu
 import lineax as lx
 from jaxtyping import Array, Float, PyTree
 
-from .._cost import current_machine, linearisation_bytes, SKETCH_FLOPS_PER_ENTRY
+from .._cost import (
+    current_machine,
+    DENSE_JACOBIAN_FLOPS_PER_ENTRY,
+    linearisation_bytes,
+    MATERIALISED_FLOPS_PER_ENTRY,
+    SKETCH_FLOPS_PER_ENTRY,
+)
 from .._lowrank import LowRank
 from .._misc import ravel, unravel
 from ._base import (
@@ -15,8 +21,10 @@ from ._base import (
     combine_results,
     damped_gramian,
     Estimate,
+    materialises,
     sizes,
     Space,
+    with_materialised,
 )
 from ._preconditioners import AbstractLowRankPreconditioner, Nystrom
 
@@ -58,6 +66,12 @@ class SketchSolve(AbstractSpaceRegime):
     - `space`: `"residual"`, `"parameter"` or `None` (default: the smaller space).
     - `subspace_only`: drop the complement term, as above. Default `False`; needs
       `space="parameter"` for [`gramsolve.gramian_solve`][].
+    - `materialise`: form the Jacobian once as a dense matrix
+      ([`gramsolve.MaterialisedJacobian`][]) so that the sketch's products are
+      matrix products (`True`), keep them matrix-free (`False`), or decide from the
+      memory budget and the number of products (`None`, default: formed whenever it
+      fits, which on a 10,065-parameter network with 3,500 residuals makes a rank-100
+      sketch about 10× faster).
 
     !!! Example
 
@@ -69,9 +83,18 @@ class SketchSolve(AbstractSpaceRegime):
     approximation: AbstractLowRankPreconditioner = eqx.field(default_factory=Nystrom)
     space: Space | None = None
     subspace_only: bool = False
+    materialise: bool | None = None
+
+    def _products(self, jacobian, rhs) -> int:
+        m, n, _ = sizes(jacobian)
+        size = m if self.chosen_space(jacobian, rhs) == "residual" else n
+        return self.approximation.effective_rank(size)
 
     def init(self, jacobian, damping, rhs, key) -> SketchState:
         space = self.chosen_space(jacobian, rhs)
+        jacobian = with_materialised(
+            self.materialise, jacobian, self._products(jacobian, rhs)
+        )
         gramian = damped_gramian(jacobian, damping, space)
         approximation = self.approximation.lowrank(gramian, key)
         return SketchState(jacobian, approximation, gramian.damping, space)
@@ -135,11 +158,18 @@ class SketchSolve(AbstractSpaceRegime):
         size = m if space == "residual" else n
         rank = self.approximation.effective_rank(size)
         machine = current_machine(itemsize)
-        flops = rank * SKETCH_FLOPS_PER_ENTRY * m * n + 4 * rank * rank * size
-        memory = (
-            2 * linearisation_bytes(m, n, itemsize)
-            + (3 * rank * size + rank**2) * itemsize
-        )
+        memory = (3 * rank * size + rank**2) * itemsize
+        if materialises(self.materialise, jacobian, rank):
+            flops = (
+                (DENSE_JACOBIAN_FLOPS_PER_ENTRY + rank * MATERIALISED_FLOPS_PER_ENTRY)
+                * m
+                * n
+            )
+            memory += 2 * m * n * itemsize
+        else:
+            flops = rank * SKETCH_FLOPS_PER_ENTRY * m * n
+            memory += 2 * linearisation_bytes(m, n, itemsize)
+        flops += 4 * rank * rank * size
         return Estimate(
             regime=f"SketchSolve(space={space!r})",
             seconds=flops / machine.flops_per_second,
