@@ -49,12 +49,19 @@ class NGDState(eqx.Module):
     - `key`: the JAX PRNG key for the next step's sketches.
     - `momentum`: the previous direction for optimizers with momentum
       ([`gramsolve.ngd.SPRING`][]); `None` otherwise.
+    - `step_size`: the step size accepted last (NaN before the first), where the
+      windowed [`gramsolve.ngd.GridLineSearch`][] starts.
     """
 
     damping: Float[Array, ""]
     count: Int[Array, ""]
     key: PRNGKeyArray
     momentum: PyTree[Array] | None = None
+    # Strongly typed, so that the first step does not change the state's type and
+    # recompile the next one.
+    step_size: Float[Array, ""] = eqx.field(
+        default_factory=lambda: jnp.asarray(jnp.nan, jnp.result_type(float))
+    )
 
 
 class AbstractOptimizer(eqx.Module):
@@ -136,7 +143,7 @@ def line_search_update(
     def loss_along(eta):
         return residuals.loss(path(eta))
 
-    eta, trial_loss, found = line_search(loss_along, loss, slope)
+    eta, trial_loss, found = line_search(loss_along, loss, slope, state.step_size)
     accepted = found & usable(solution) & jnp.isfinite(trial_loss)
     new_params = tree_where(accepted, path(eta), params)
 
@@ -148,7 +155,13 @@ def line_search_update(
         predicted = loss - model
         gain_ratio = jnp.where(predicted > 0, (loss - trial_loss) / predicted, -jnp.inf)
     new_damping = damping_rule.update(state.damping, accepted, gain_ratio)
-    new_state = NGDState(new_damping, state.count + 1, key, state.momentum)
+    new_state = NGDState(
+        new_damping,
+        state.count + 1,
+        key,
+        state.momentum,
+        jnp.where(accepted, eta.astype(state.step_size.dtype), state.step_size),
+    )
     info = {
         "loss": jnp.where(accepted, trial_loss, loss),
         "step_size": jnp.where(accepted, eta, 0.0),

@@ -109,6 +109,7 @@ class SPRING(AbstractOptimizer):
             count=state.count + 1,
             key=key,
             momentum=tree_where(accepted, direction, zeros),
+            step_size=state.step_size,
         )
         info = {
             "loss": jnp.where(accepted, new_loss, loss),
