@@ -32,7 +32,11 @@ from ._timing import (
 )
 
 
-SUITES = ("training", "solve", "scale")
+# Seconds per optimizer and problem of `--suite large --quick`: one or two steps of
+# the largest networks.
+LARGE_QUICK_SECONDS = 5.0
+
+SUITES = ("training", "solve", "scale", "large")
 
 
 def machine() -> dict[str, Any]:
@@ -67,13 +71,21 @@ def main(argv: list[str]) -> None:
         action="store_true",
         help="short budgets (about 20 minutes on 2 CPU cores in all)",
     )
-    parser.add_argument("--suite", choices=[*SUITES, "all"], default="all")
+    parser.add_argument(
+        "--suite",
+        choices=[*SUITES, "all"],
+        default="all",
+        help="which suite to run; 'all' runs training, solve and scale (the large "
+        "suite, hours without --quick, runs only when named)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument(
         "--seconds",
         type=float,
         default=None,
-        help="training wall time per optimizer and problem (default 10 with --quick, else 120)",
+        help="training wall time per optimizer and problem (training suite: default 10 "
+        f"with --quick, else 120; large suite: {LARGE_QUICK_SECONDS:g} with --quick, "
+        "else 1800)",
     )
     parser.add_argument("--problems", nargs="*", default=None)
     parser.add_argument("--optimizers", nargs="*", default=None)
@@ -89,14 +101,16 @@ def main(argv: list[str]) -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    from ._large import large_optimizer_suite, large_problem_suite
     from ._scale import run_scale_suite
     from ._solve import run_solve_suite
     from ._training import run_training_suite
 
     args.out.mkdir(parents=True, exist_ok=True)
-    suites = SUITES if args.suite == "all" else (args.suite,)
+    suites = SUITES[:3] if args.suite == "all" else (args.suite,)
     path = args.out / "results.json"
     seconds = args.seconds or (10.0 if args.quick else 120.0)
+    large_seconds = args.seconds or (LARGE_QUICK_SECONDS if args.quick else 1800.0)
     # What a suite's numbers depend on: a suite in results.json measured with the
     # same settings is kept when the command runs again (after a kill, say).
     settings = {
@@ -108,11 +122,19 @@ def main(argv: list[str]) -> None:
         },
         "solve": {"quick": args.quick},
         "scale": {"quick": args.quick},
+        "large": {
+            "quick": args.quick,
+            "seconds": large_seconds,
+            "problems": args.problems,
+            "optimizers": args.optimizers,
+        },
     }
     results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     checkpoints = args.out / "checkpoints" / f"training-{seconds:g}s"
+    large_checkpoints = args.out / "checkpoints" / f"large-{large_seconds:g}s"
     if args.restart:
         shutil.rmtree(checkpoints, ignore_errors=True)
+        shutil.rmtree(large_checkpoints, ignore_errors=True)
     for suite in suites:
         about = results.get("suites", {}).get(suite, {})
         if args.restart or about.get("settings") != settings[suite]:
@@ -157,6 +179,21 @@ def main(argv: list[str]) -> None:
     if "scale" in suites and not kept("scale"):
         started = time.perf_counter()
         write("scale", run_scale_suite(args.quick, args.out), started)
+    if "large" in suites and not kept("large"):
+        started = time.perf_counter()
+        rows = run_training_suite(
+            large_seconds,
+            args.out,
+            problem_names=args.problems,
+            optimizer_names=args.optimizers,
+            progress=args.progress,
+            checkpoints=large_checkpoints,
+            all_problems=large_problem_suite(),
+            all_optimizers=large_optimizer_suite(),
+            breakdown_repeat=1 if args.quick else 3,
+        )
+        results["large_seconds"] = large_seconds
+        write("large", rows, started)
     print(
         f"\nwrote {path}, {args.out / 'results.md'} and plots "
         f"({time.perf_counter() - start:.0f} s)"
@@ -166,6 +203,7 @@ def main(argv: list[str]) -> None:
 def report(results: dict[str, Any]) -> str:
     """The markdown report of `results.json`: per suite the machine it ran on and
     its tables."""
+    from ._large import breakdown_table, large_problem_suite
     from ._scale import scale_table
     from ._solve import solve_table
     from ._training import headline_table, training_table
@@ -181,7 +219,14 @@ def report(results: dict[str, Any]) -> str:
             took = "" if wall is None else f"; {wall:.0f} s"
             quick = "; --quick" if about.get("quick") else ""
             machine_line = f"Machine: {json.dumps(about['machine'])}{quick}{took}.\n\n"
-        if suite == "training":
+        if suite == "large":
+            title = f"## Large networks ({results['large_seconds']:g} s per optimizer and problem)"
+            body = (
+                headline_table(results[suite], large_problem_suite())
+                + "\n\n"
+                + breakdown_table(results[suite])
+            )
+        elif suite == "training":
             title = f"## Training ({results['training_seconds']:g} s per optimizer and problem)"
             body = (
                 headline_table(results[suite]) + "\n\n" + training_table(results[suite])

@@ -50,15 +50,23 @@ def run_training_suite(
     progress: bool = False,
     checkpoints: Path | None = None,
     log=print,
+    all_problems: dict[str, problems.AbstractProblem] | None = None,
+    all_optimizers: dict[str, ngd.AbstractOptimizer] | None = None,
+    breakdown_repeat: int | None = None,
 ) -> list[dict[str, Any]]:
     """Trains every optimizer on every problem for `seconds` of optimization wall
     time each; returns one row per run and writes one convergence plot per problem.
 
     With `checkpoints`, each run saves itself there once a minute (see
     `gs.ngd.train`); running the suite again after a kill takes the finished runs from
-    their files without a step and resumes the interrupted one."""
-    all_problems = problem_suite()
-    all_optimizers = optimizer_suite()
+    their files without a step and resumes the interrupted one. `all_problems` and
+    `all_optimizers` default to the training suite's; with `breakdown_repeat`, each
+    row also holds the per-step breakdown (`step_breakdown`, medians of that many
+    runs) at the trained parameters."""
+    from ._breakdown import step_breakdown
+
+    all_problems = all_problems or problem_suite()
+    all_optimizers = all_optimizers or optimizer_suite()
     problem_names = problem_names or list(all_problems)
     optimizer_names = optimizer_names or list(all_optimizers)
     rows = []
@@ -78,7 +86,7 @@ def run_training_suite(
             if checkpoints is not None:
                 checkpoints.mkdir(parents=True, exist_ok=True)
                 checkpoint = checkpoints / f"{problem_name}-{optimizer_name}.eqx"
-            _, history = ngd.train(
+            trained, history = ngd.train(
                 all_optimizers[optimizer_name],
                 residuals,
                 params,
@@ -91,6 +99,16 @@ def run_training_suite(
             )
             histories[optimizer_name] = history
             summary = ngd.summary(history)
+            extra = {}
+            if breakdown_repeat is not None:
+                accepted = [float(s) for s in history.step_size if s > 0]
+                extra["breakdown"] = step_breakdown(
+                    all_optimizers[optimizer_name],
+                    residuals,
+                    trained,
+                    previous_step_size=accepted[-1] if accepted else 1.0,
+                    repeat=breakdown_repeat,
+                )
             row = {
                 "problem": problem_name,
                 "optimizer": optimizer_name,
@@ -104,6 +122,7 @@ def run_training_suite(
                 "n": n,
                 "m": m,
                 "network": "-".join(map(str, [problem.dim, *problem.hidden, 1])),
+                **extra,
             }
             rows.append(row)
             log(
@@ -119,9 +138,11 @@ def run_training_suite(
     return rows
 
 
-def published_best(problem_name: str) -> dict[str, Any] | None:
+def published_best(
+    problem_name: str, suite: dict[str, problems.AbstractProblem] | None = None
+) -> dict[str, Any] | None:
     """The best error a source paper reports on this problem with its network."""
-    problem = problem_suite()[problem_name]
+    problem = (suite or problem_suite())[problem_name]
     reported = problem.reported()
     if not reported:
         return None
@@ -172,7 +193,10 @@ def training_table(rows: list[dict[str, Any]]) -> str:
 NATURAL_GRADIENT = ("ENGD", "DNGD", "SPRING", "SketchyNGD")
 
 
-def headline_table(rows: list[dict[str, Any]]) -> str:
+def headline_table(
+    rows: list[dict[str, Any]],
+    suite: dict[str, problems.AbstractProblem] | None = None,
+) -> str:
     """Markdown: per problem, our best natural-gradient error against our Adam's (same
     wall time) and against the best error the source paper reports (on its GPU, with
     its own budget), each in the paper's metric."""
@@ -183,7 +207,7 @@ def headline_table(rows: list[dict[str, Any]]) -> str:
     ]
     for problem_name in dict.fromkeys(r["problem"] for r in rows):
         block = {r["optimizer"]: r for r in rows if r["problem"] == problem_name}
-        best = published_best(problem_name)
+        best = published_best(problem_name, suite)
         metric = best["metric"] if best else "rel_l2"
         key = "rms" if metric == "rms" else "rel_l2"
         label = "RMS" if key == "rms" else "rel. L2"

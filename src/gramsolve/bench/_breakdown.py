@@ -1,0 +1,156 @@
+"""Where an optimizer's step spends its time: each phase compiled on its own and
+timed on the same problem, the whole step timed alike, the rest by difference; in
+seconds and in gradients (one jitted `value_and_grad` of the same loss)."""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import PyTree
+
+from .. import ngd
+from .._jacobian import JacobianOperator
+from .._regimes import Auto, Dense, Nystrom
+from .._regimes._base import damped_gramian
+from .._regimes._dense import _jittered_cholesky, lower_gram
+from .._residuals import Residuals
+from .._solve import plan
+from ._reference import hand_written_direction, HandWrittenENGDW
+
+
+PHASES = ("jacobian", "gram_or_sketch", "factor_or_krylov", "line_search", "rest")
+
+
+def compiled_seconds(fn: Callable[..., Any], *args: Any, repeat: int = 3) -> float:
+    """Median wall time of `jax.jit(fn)(*args)` over `repeat` runs, compiled first
+    without running (a step of a large network costs many seconds)."""
+    # A closure, so that arrays the function holds (points) become constants and a
+    # bound method of a module (not hashable) can be compiled.
+    compiled = jax.jit(lambda *args: fn(*args)).lower(*args).compile()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - start)
+    return float(sorted(times)[len(times) // 2])
+
+
+def _grid_line_search_seconds(
+    line_search: ngd.AbstractLineSearch,
+    residuals: Residuals,
+    params: PyTree,
+    direction: PyTree,
+    previous: float,
+    repeat: int,
+) -> float:
+    def search(params, direction, previous):
+        loss = residuals.loss(params)
+
+        def loss_along(eta):
+            return residuals.loss(
+                jax.tree_util.tree_map(lambda p, d: p - eta * d, params, direction)
+            )
+
+        return line_search(loss_along, loss, None, previous)
+
+    previous = jnp.asarray(previous, ravel_pytree(params)[0].dtype)
+    return compiled_seconds(search, params, direction, previous, repeat=repeat)
+
+
+def step_breakdown(
+    optimizer: ngd.AbstractOptimizer,
+    residuals: Residuals,
+    params: PyTree,
+    *,
+    previous_step_size: float = 1.0,
+    repeat: int = 3,
+) -> dict[str, float]:
+    """The seconds of one step of `optimizer` at `params` by phase: `jacobian` (the
+    dense Jacobian, or the linearisation for sketches), `gram_or_sketch`,
+    `factor_or_krylov`, `line_search` (the optimizer's own, from the step size
+    accepted last), `rest` (the whole step less those: the direction from the factor,
+    momentum or acceleration, the loss, the update) and `step`, plus `gradient`: one
+    jitted `value_and_grad` of the loss. Phases an optimizer does not have are 0."""
+    gradient = compiled_seconds(
+        jax.value_and_grad(residuals.loss), params, repeat=repeat
+    )
+    times = dict.fromkeys(PHASES, 0.0)
+    is_ngd = isinstance(optimizer, ngd.ENGD | ngd.DNGD | ngd.SPRING)
+    if isinstance(optimizer, HandWrittenENGDW) or is_ngd:
+        jacobian = JacobianOperator(residuals, params)
+        regime = optimizer.solver if is_ngd else Dense("residual")
+        if isinstance(regime, Auto):
+            regime = plan(jacobian, 1e-10, regime).choice
+        if not isinstance(regime, Dense):
+            raise NotImplementedError(
+                f"step_breakdown: the {type(regime).__name__} regime has no breakdown yet"
+            )
+        space = regime.chosen_space(jacobian, "residual")
+        times["jacobian"] = compiled_seconds(residuals.jacobian, params, repeat=repeat)
+        matrix = eqx.filter_jit(residuals.jacobian)(params)
+        if isinstance(optimizer, HandWrittenENGDW):
+            gram = compiled_seconds(lambda a: a @ a.T, matrix, repeat=repeat)
+            factor = compiled_seconds(
+                lambda k: jnp.linalg.cholesky(k + 1e-10 * jnp.eye(k.shape[0])),
+                matrix @ matrix.T,
+                repeat=repeat,
+            )
+        else:
+            gram = compiled_seconds(
+                lambda a: lower_gram(a, space), matrix, repeat=repeat
+            )
+            factor = compiled_seconds(
+                lambda k: _jittered_cholesky(k + 1e-10 * jnp.eye(k.shape[0]))[0],
+                lower_gram(matrix, space),
+                repeat=repeat,
+            )
+        del matrix
+        times["gram_or_sketch"], times["factor_or_krylov"] = gram, factor
+    elif isinstance(optimizer, ngd.SketchyNGD):
+        times["jacobian"] = compiled_seconds(
+            lambda p: JacobianOperator(residuals, p).residual_value,
+            params,
+            repeat=repeat,
+        )
+
+        def sketch(params):
+            jacobian = JacobianOperator(residuals, params)
+            space = optimizer.space or (
+                "residual" if jacobian.out_size() <= jacobian.in_size() else "parameter"
+            )
+            gramian = damped_gramian(jacobian, 1e-10, space)
+            return Nystrom(rank=optimizer.rank).lowrank(gramian, jax.random.PRNGKey(0))
+
+        times["gram_or_sketch"] = (
+            compiled_seconds(sketch, params, repeat=repeat) - times["jacobian"]
+        )
+    if isinstance(optimizer, ngd.ENGD | ngd.DNGD | ngd.SketchyNGD | HandWrittenENGDW):
+        direction = jax.tree_util.tree_map(
+            jnp.asarray,
+            eqx.filter_jit(hand_written_direction(residuals, 1e-10))(params),
+        )
+        direction = ravel_pytree(params)[1](direction)
+        line_search = (
+            ngd.GridLineSearch(window=None)
+            if isinstance(optimizer, HandWrittenENGDW)
+            else optimizer.line_search
+        )
+        times["line_search"] = _grid_line_search_seconds(
+            line_search, residuals, params, direction, previous_step_size, repeat
+        )
+    state = optimizer.init(params)
+    if isinstance(state, ngd.NGDState):
+        state = eqx.tree_at(
+            lambda s: s.step_size,
+            state,
+            jnp.asarray(previous_step_size, state.step_size.dtype),
+        )
+    step = compiled_seconds(
+        lambda p, s: optimizer.step(residuals, p, s)[0], params, state, repeat=repeat
+    )
+    times["rest"] = max(0.0, step - sum(times[p] for p in PHASES if p != "rest"))
+    return {**times, "step": step, "gradient": gradient}

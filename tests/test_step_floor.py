@@ -1,0 +1,262 @@
+"""Each NGD step at its floor: the triangular Gram product, the Gram matrix from
+column blocks under a memory budget, the windowed line search, the Jacobian formed
+once for a sketch, and the benchmark's breakdown of a step. Every faster path is held
+against the slower one it replaces, or against dense float64 linear algebra."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import gramsolve as gs
+from gramsolve._regimes._dense import column_groups, GRAM_BLOCK, lower_gram
+from gramsolve.bench._breakdown import PHASES, step_breakdown
+from gramsolve.bench._large import breakdown_table, REFERENCE
+from gramsolve.bench._reference import HandWrittenENGDW
+from gramsolve.bench._training import run_training_suite
+from helpers import flat, init_mlp, poisson_residuals
+
+
+def _problem(hidden=(16, 16), n_interior=60, n_boundary=20):
+    residuals = poisson_residuals(n_interior=n_interior, n_boundary=n_boundary)
+    params = init_mlp(jax.random.PRNGKey(3), (2, *hidden, 1))
+    return residuals, params
+
+
+@pytest.mark.parametrize("space", ["residual", "parameter"])
+def test_lower_gram_is_the_lower_triangle_of_the_product(space):
+    rows, columns = (2 * GRAM_BLOCK + 77, 40)
+    if space == "parameter":
+        rows, columns = columns, rows
+    matrix = jax.random.normal(jax.random.PRNGKey(0), (rows, columns))
+    a = np.asarray(matrix)
+    expected = a @ a.T if space == "residual" else a.T @ a
+    gram = np.asarray(lower_gram(matrix, space))
+    np.testing.assert_allclose(np.tril(gram), np.tril(expected), rtol=1e-12, atol=1e-10)
+    # Blocks above the diagonal blocks are never multiplied.
+    assert np.all(gram[:GRAM_BLOCK, 2 * GRAM_BLOCK :] == 0)
+
+
+def test_column_groups_bound_each_group_unless_one_leaf_is_larger():
+    assert column_groups([32, 16, 256, 16, 16, 1], 100) == [(0, 1), (2,), (3, 4, 5)]
+    assert column_groups([5, 5, 5], 100) == [(0, 1, 2)]
+    assert column_groups([5, 5, 5], 5) == [(0,), (1,), (2,)]
+
+
+def test_jacobian_columns_are_the_columns_of_the_jacobian():
+    residuals, params = _problem(hidden=(6, 6), n_interior=20, n_boundary=8)
+    whole = np.asarray(residuals.jacobian(params))
+    sizes = [leaf.size for leaf in jax.tree_util.tree_leaves(params)]
+    offsets = np.cumsum([0, *sizes])
+    for leaves in [(1, 2), (0, 3, 5)]:
+        expected = np.concatenate(
+            [whole[:, offsets[i] : offsets[i + 1]] for i in leaves], axis=1
+        )
+        got = residuals.jacobian_columns(params, leaves)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+        weights = np.linspace(1, 2, whole.shape[0])
+        whitened = gs.Whitened(residuals, gs.DiagonalMetric(jnp.asarray(weights)))
+        got = whitened.jacobian_columns(params, leaves)
+        np.testing.assert_allclose(
+            got, np.sqrt(weights)[:, None] * expected, rtol=1e-12, atol=1e-12
+        )
+    with pytest.raises(ValueError, match="increasing indices"):
+        residuals.jacobian_columns(params, (2, 1))
+    with pytest.raises(ValueError, match="increasing indices"):
+        residuals.jacobian_columns(params, (len(sizes),))
+
+
+def _direction(residuals, params, damping, regime):
+    @jax.jit
+    def direction(params):
+        jacobian = gs.JacobianOperator(residuals, params)
+        return gs.solve(jacobian, jacobian.residual_value, damping, regime).value
+
+    return flat(direction(params))
+
+
+def test_dense_under_a_budget_the_jacobian_exceeds_sums_column_blocks():
+    residuals, params = _problem(hidden=(16, 16), n_interior=200, n_boundary=50)
+    jacobian = gs.JacobianOperator(residuals, params)
+    m = jacobian.out_size()
+    n = jacobian.in_size()
+    # The whole Jacobian (twice, while formed) and the Gram matrix with its factor do
+    # not fit; the Gram matrix with one block of 2 leaves' columns does.
+    gram_bytes = 2 * m * m * 8
+    budget = gram_bytes + 2 * m * 8 * 300
+    assert (2 * m * n + 2 * m * m) * 8 > budget
+    chunked = gs.Dense("residual", memory_budget=budget)
+    blocks = chunked.column_blocks(jacobian, "residual")
+    assert blocks is not None and len(blocks) > 1
+    estimate = chunked.estimate(jacobian, "residual")
+    assert estimate.memory_bytes <= budget
+    assert f"{len(blocks)} column blocks" in estimate.detail
+    assert gs.Dense("residual").column_blocks(jacobian, "residual") is None
+
+    a = np.asarray(jacobian.as_matrix())
+    r = flat(jacobian.residual_value)
+    damping = 1e-6
+    expected = a.T @ np.linalg.solve(a @ a.T + damping * np.eye(m), r)
+    whole = _direction(residuals, params, damping, gs.Dense("residual"))
+    blocked = _direction(residuals, params, damping, chunked)
+    # Summed in another order: equal to the round-off the damping's conditioning
+    # amplifies.
+    assert np.linalg.norm(blocked - whole) <= 1e-9 * np.linalg.norm(whole)
+    np.testing.assert_allclose(blocked, expected, rtol=1e-6, atol=1e-9)
+
+    # gramian_solve in residual space (Woodbury) without the Jacobian kept.
+    gradient = jax.tree_util.tree_map(jnp.ones_like, params)
+    chunked_gradient = gs.gramian_solve(
+        jacobian, gradient, 1e-2, gs.Dense("residual", memory_budget=budget)
+    ).value
+    expected_gradient = np.linalg.solve(a.T @ a + 1e-2 * np.eye(n), np.ones(n))
+    np.testing.assert_allclose(flat(chunked_gradient), expected_gradient, rtol=1e-8)
+
+
+def test_auto_passes_its_budget_to_dense():
+    residuals, params = _problem(hidden=(16, 16), n_interior=200, n_boundary=50)
+    jacobian = gs.JacobianOperator(residuals, params)
+    m = jacobian.out_size()
+    budget = 2 * m * m * 8 + 2 * m * 8 * 300
+    plan = gs.plan(jacobian, 1e-6, gs.Auto(memory_budget=budget))
+    dense = [e for e in plan.estimates if e.regime == "Dense(space='residual')"][0]
+    assert "column blocks" in dense.detail and dense.memory_bytes <= budget
+
+
+def _with_line_search(optimizer, line_search):
+    return eqx.tree_at(lambda o: o.line_search, optimizer, line_search)
+
+
+# Not DNGD: its path drops the acceleration above a step size, so the loss along the
+# grid jumps there and may have two minima.
+def test_windowed_line_search_takes_the_whole_grids_steps_on_fixed_points():
+    residuals, params = _problem(hidden=(8, 8))
+    optimizer = gs.ngd.ENGD()
+    runs = {}
+    for window in (None, 7):
+        searched = _with_line_search(optimizer, gs.ngd.GridLineSearch(window=window))
+        trained, history = gs.ngd.train(
+            searched, residuals, params, steps=30, progress=False
+        )
+        runs[window] = (flat(trained), np.asarray(history.step_size))
+    np.testing.assert_array_equal(runs[7][1], runs[None][1])
+    assert len(set(runs[7][1].tolist())) > 2  # the step size moved along the grid
+    np.testing.assert_allclose(runs[7][0], runs[None][0], rtol=1e-10, atol=1e-12)
+
+
+def _quadratic_in_log_step(best_k):
+    def loss_along(eta):
+        return (jnp.log2(eta) + best_k) ** 2 - best_k**2 - 1.0
+
+    return loss_along
+
+
+@pytest.mark.parametrize("previous", [1.0, 2.0**-3, 2.0**-25, 2.0**-30])
+def test_window_walks_to_the_minimum_from_any_previous_step(previous):
+    search = gs.ngd.GridLineSearch(window=7)
+    loss_along = _quadratic_in_log_step(17)
+    eta, loss, accepted = eqx.filter_jit(search)(
+        loss_along, jnp.array(0.0), None, jnp.array(previous)
+    )
+    assert float(eta) == 2.0**-17 and bool(accepted)
+    assert float(loss) == pytest.approx(-(17.0**2) - 1)
+
+
+def test_window_without_a_decrease_falls_back_to_the_whole_grid():
+    # Only the smallest step size decreases the loss; the window around 2^-2 sees none.
+    def loss_along(eta):
+        return jnp.where(eta < 2.0**-29, -1.0, 1.0 + eta)
+
+    search = gs.ngd.GridLineSearch(window=7)
+    eta, loss, accepted = search(loss_along, jnp.array(0.0), None, jnp.array(0.25))
+    assert float(eta) == 2.0**-30 and float(loss) == -1.0 and bool(accepted)
+    # No previous step size (NaN or None): the whole grid.
+    for previous in (None, jnp.array(jnp.nan)):
+        eta, _, _ = search(_quadratic_in_log_step(9), jnp.array(0.0), None, previous)
+        assert float(eta) == 2.0**-9
+
+
+def test_window_must_hold_three_step_sizes():
+    with pytest.raises(ValueError, match="window"):
+        gs.ngd.GridLineSearch(window=2)
+
+
+@pytest.mark.parametrize("space", ["residual", "parameter"])
+def test_sketch_with_the_materialised_jacobian_is_the_matrix_free_sketch(space):
+    residuals, params = _problem(hidden=(8, 8))
+    jacobian = gs.JacobianOperator(residuals, params)
+    formed = gs.MaterialisedJacobian(jacobian)
+    v = jax.tree_util.tree_map(jnp.ones_like, params)
+    np.testing.assert_allclose(flat(formed.mv(v)), flat(jacobian.mv(v)), rtol=1e-12)
+    u = jax.tree_util.tree_map(jnp.ones_like, jacobian.residual_value)
+    np.testing.assert_allclose(
+        flat(formed.transpose().mv(u)), flat(jacobian.transpose().mv(u)), rtol=1e-12
+    )
+    directions = {}
+    for materialise in (False, True):
+        regime = gs.SketchSolve(
+            gs.Nystrom(rank=20), space=space, materialise=materialise
+        )
+        directions[materialise] = _direction(residuals, params, 1e-4, regime)
+    difference = np.linalg.norm(directions[True] - directions[False])
+    assert difference <= 1e-8 * np.linalg.norm(directions[False])
+    # Left to itself, a sketch of 20 products forms a Jacobian this small.
+    automatic = gs.SketchSolve(gs.Nystrom(rank=20), space=space)
+    assert (
+        automatic.estimate(jacobian, "residual").memory_bytes
+        >= 2 * formed.matrix.size * 8
+    )
+
+
+def test_library_engd_takes_the_hand_written_engd_w_step():
+    residuals, params = _problem(hidden=(8, 8))
+    reference = HandWrittenENGDW(damping=1e-6)
+    library = gs.ngd.ENGD(
+        solver=gs.Dense("residual"),
+        damping=1e-6,
+        line_search=gs.ngd.GridLineSearch(window=None),
+    )
+    ref_params, _, ref_info = reference.step(residuals, params, reference.init(params))
+    lib_params, _, lib_info = library.step(residuals, params, library.init(params))
+    assert float(lib_info["step_size"]) == float(ref_info["step_size"]) > 0
+    np.testing.assert_allclose(
+        flat(lib_params), flat(ref_params), rtol=1e-9, atol=1e-12
+    )
+
+
+def test_breakdown_phases_add_up_to_the_step():
+    residuals, params = _problem(hidden=(8, 8))
+    # The dense optimizers' phases are checked by the large suite's test below.
+    for optimizer in (gs.ngd.SketchyNGD(rank=10),):
+        phases = step_breakdown(optimizer, residuals, params, repeat=1)
+        assert set(PHASES) <= set(phases) and phases["gradient"] > 0
+        assert all(phases[p] >= 0 for p in PHASES)
+        assert phases["line_search"] > 0
+        assert phases["rest"] == pytest.approx(
+            max(0.0, phases["step"] - sum(phases[p] for p in PHASES[:-1]))
+        )
+    adam = step_breakdown(gs.ngd.Adam(), residuals, params, repeat=1)
+    assert adam["jacobian"] == adam["line_search"] == 0 and adam["rest"] == adam["step"]
+
+
+def test_large_suite_rows_hold_the_breakdown(tmp_path):
+    problem = gs.problems.Poisson2D(hidden=(8,))
+    rows = run_training_suite(
+        0.5,
+        tmp_path,
+        all_problems={"small": problem},
+        all_optimizers={REFERENCE: HandWrittenENGDW(), "ENGD": gs.ngd.ENGD()},
+        breakdown_repeat=1,
+        log=lambda line: None,
+    )
+    assert [r["optimizer"] for r in rows] == [REFERENCE, "ENGD"]
+    table = breakdown_table(rows)
+    assert "| ENGD-W (hand-written) |" in table and "1.00×" in table
+    ratio = rows[1]["breakdown"]["step"] / rows[0]["breakdown"]["step"]
+    assert f"{ratio:.2f}×" in table
+    n = ravel_pytree(
+        gs.problems.split_model(problem.default_model(jax.random.PRNGKey(0)))[0]
+    )[0].size
+    assert rows[0]["n"] == n
