@@ -15,6 +15,7 @@ import jax
 import lineax as lx
 
 from ._gramian import ParameterGramian, ResidualGramian
+from ._materialised_jacobian import MaterialisedJacobian
 from ._misc import tree_dtype
 
 
@@ -104,9 +105,12 @@ def linearisation_bytes(m: int, n: int, itemsize: int) -> int:
 
 def product_bytes(operator: lx.AbstractLinearOperator) -> int:
     """The working memory of one product with `operator`: for a Gramian, the working
-    set of one JVP and one VJP through the residual's linearisation."""
+    set of one JVP and one VJP through the residual's linearisation; with a formed
+    Jacobian, two vectors (its products then batch into matrix products)."""
     itemsize = tree_dtype(operator.in_structure()).itemsize
-    if isinstance(operator, ResidualGramian | ParameterGramian):
+    if isinstance(operator, ResidualGramian | ParameterGramian) and not isinstance(
+        operator.jacobian, MaterialisedJacobian
+    ):
         m = operator.jacobian.out_size()
         n = operator.jacobian.in_size()
         return 2 * linearisation_bytes(m, n, itemsize) + 2 * (m + n) * itemsize
