@@ -54,10 +54,6 @@ class AbstractLineSearch(eqx.Module):
 COARSE_STRIDE = 4
 
 
-def _known(previous: Scalar | None) -> bool:
-    return previous is not None
-
-
 class GridLineSearch(AbstractLineSearch):
     r"""The step size from a fixed grid with the lowest loss, as ENGD uses: by default
     $\eta \in \{2^{-k} : k = 0, \dots, 30\}$ (Müller & Zeinhofer).
@@ -136,7 +132,7 @@ class GridLineSearch(AbstractLineSearch):
         # Decreasing order, so that a window is a run of neighbouring step sizes.
         grid = jnp.asarray(sorted(self.step_sizes, reverse=True), dtype=dtype)
         size = grid.shape[0]
-        if self.window is None or self.window >= size or not _known(previous):
+        if self.window is None or self.window >= size or previous is None:
             eta, best = self._whole_grid(loss_along, grid)
             return eta, best, best < loss
         width = self.window
