@@ -105,6 +105,68 @@ def test_max_steps_reached(name):
         )
 
 
+# Condition number 1e8 over 400 distinct eigenvalues: unpreconditioned, neither
+# method gets near rtol 1e-10 in 150 steps.
+HOPELESS_SIZE = 400
+HOPELESS = jnp.diag(jnp.logspace(0, -8, HOPELESS_SIZE))
+HOPELESS_VECTOR = jnp.cos(jnp.arange(HOPELESS_SIZE, dtype=jnp.float64) / 7.0)
+
+
+@pytest.mark.parametrize("name", ["cg", "minres"])
+def test_a_solve_that_cannot_converge_gives_up_early_and_says_so(name):
+    limit = 150
+    full = _solve(
+        HOPELESS,
+        HOPELESS_VECTOR,
+        SOLVERS[name](rtol=1e-10, atol=0.0, max_steps=limit),
+        {},
+    )
+    # Without a forecast it spends every step and still misses the tolerance ...
+    assert full.result == lx.RESULTS.max_steps_reached
+    assert full.stats["num_steps"] == limit and not full.stats["gave_up"]
+    assert full.stats["residual_norm"] > 1e-6 * jnp.linalg.norm(HOPELESS_VECTOR)
+    # ... and with one it stops within a few steps of the first forecast.
+    early = _solve(
+        HOPELESS,
+        HOPELESS_VECTOR,
+        SOLVERS[name](rtol=1e-10, atol=0.0, max_steps=limit, forecast_from=10),
+        {},
+    )
+    assert early.result == lx.RESULTS.max_steps_reached
+    assert early.stats["gave_up"]
+    assert 10 <= early.stats["num_steps"] <= 20
+    # The returned point's reported residual is its true one, and no worse than the
+    # start's (CG's residual norm can rise above it; the start is then returned).
+    x = np.asarray(early.value)
+    residual = np.linalg.norm(np.asarray(HOPELESS_VECTOR) - np.asarray(HOPELESS) @ x)
+    np.testing.assert_allclose(early.stats["residual_norm"], residual, rtol=1e-8)
+    assert residual <= np.linalg.norm(HOPELESS_VECTOR)
+
+
+@pytest.mark.parametrize(
+    "name, preconditioner",
+    [("cg", "none"), ("cg", "nystrom"), ("minres", "jacobi"), ("minres", "nystrom")],
+)
+def test_the_forecast_leaves_a_converging_solve_alone(name, preconditioner):
+    # Plain CG here sits on a plateau (the residual norm back at its start at step
+    # 20, then superlinear: converged at step 104): forecast from step 20 it would
+    # give up; from step 40 the rate seen is already fast enough.
+    options = _preconditioners(preconditioner)
+    plain = _solve(MATRIX, VECTOR, SOLVERS[name](rtol=1e-9, atol=0.0), options)
+    forecast = _solve(
+        MATRIX, VECTOR, SOLVERS[name](rtol=1e-9, atol=0.0, forecast_from=40), options
+    )
+    assert forecast.result == lx.RESULTS.successful and not forecast.stats["gave_up"]
+    assert forecast.stats["num_steps"] == plain.stats["num_steps"]
+    np.testing.assert_array_equal(forecast.value, plain.value)
+
+
+@pytest.mark.parametrize("forecast_from", [0, -1, True])
+def test_bad_forecast_from(forecast_from):
+    with pytest.raises(ValueError, match="forecast_from"):
+        gs.CG(rtol=1e-8, atol=0.0, forecast_from=forecast_from)
+
+
 @pytest.mark.parametrize("name", ["cg", "minres"])
 def test_jit_and_vmap_over_right_hand_sides(name):
     vectors = jnp.stack([VECTOR, jnp.sin(jnp.arange(SIZE)), jnp.ones(SIZE)])
@@ -314,3 +376,27 @@ def test_bad_input():
             cls(rtol=0.0, atol=0.0)
         with pytest.raises(ValueError, match="max_steps"):
             cls(rtol=1e-6, atol=0.0, max_steps=-2)
+
+
+def test_iterative_gives_up_at_an_ngd_damping_its_preconditioner_cannot_reach():
+    # A PINN Gramian at damping 1e-12 with a rank-5 Nyström preconditioner: PCG
+    # cannot reach rtol 1e-10 in 1,000 iterations (measured below); by default the
+    # solve says so well before (at iteration 369 when this was written: its rate
+    # then forecast more than twice the 631 left).
+    residuals, params = pinn_gramian_setup(120, 40, (2, 12, 12, 1))
+
+    @eqx.filter_jit
+    def direction(solver):
+        J = gs.JacobianOperator(residuals, params)
+        solution = gs.solve(
+            J, J.residual_value, 1e-12, solver, key=jax.random.PRNGKey(0), throw=False
+        )
+        return solution.value, solution.result, solution.stats
+
+    settings = dict(space="residual", preconditioner=gs.Nystrom(rank=5), rtol=1e-10)
+    _, result, stats = direction(gs.Iterative(**settings))
+    _, full_result, full_stats = direction(gs.Iterative(**settings, forecast_from=None))
+    assert full_result == lx.RESULTS.max_steps_reached
+    assert full_stats["num_steps"] == 1000 and not full_stats["gave_up"]
+    assert result == lx.RESULTS.max_steps_reached and stats["gave_up"]
+    assert 100 <= stats["num_steps"] <= 500

@@ -26,11 +26,45 @@ class KrylovState(eqx.Module):
     negated: bool = eqx.field(static=True)
 
 
-# run(x, residual, budget) -> (x, steps taken, broke down)
+# run(x, residual, budget) -> (x, steps taken, broke down, gave up)
 InnerRun = Callable[
     [PyTree[Array], PyTree[Array], Int[Array, ""]],
-    tuple[PyTree[Array], Int[Array, ""], Bool[Array, ""]],
+    tuple[PyTree[Array], Int[Array, ""], Bool[Array, ""], Bool[Array, ""]],
 ]
+
+# A solve gives up when its observed rate forecasts more than this many times the
+# steps it has left: the early rate of a Krylov method underestimates its later,
+# superlinear one, so a forecast just over the budget may still converge.
+GIVE_UP_MARGIN = 2.0
+
+
+def hopeless(
+    steps: Int[Array, ""],
+    start_norm: Array,
+    best_norm: Array,
+    tolerance: Array,
+    budget: Int[Array, ""],
+    forecast_from: int | None,
+) -> Bool[Array, ""]:
+    """Whether a run that has taken `steps` steps, bringing its residual norm from
+    `start_norm` to at best `best_norm`, would need more than `GIVE_UP_MARGIN` times
+    the `budget - steps` steps it has left to reach `tolerance` at the geometric rate
+    it has shown so far (never before `forecast_from` steps; never when `None`)."""
+    if forecast_from is None:
+        return jnp.array(False)
+    dtype = best_norm.dtype
+    tiny = jnp.finfo(dtype).tiny
+    taken = jnp.maximum(steps, 1).astype(dtype)
+    log_rate = (jnp.log(best_norm + tiny) - jnp.log(start_norm + tiny)) / taken
+    still_to_go = jnp.log(tolerance + tiny) - jnp.log(best_norm + tiny)
+    # log_rate < 0 and still_to_go < 0 while converging: their ratio is the forecast.
+    forecast = still_to_go / jnp.where(log_rate < 0, log_rate, -1)
+    left = (budget - steps).astype(dtype)
+    return (
+        (steps >= forecast_from)
+        & (best_norm > tolerance)
+        & ((log_rate >= 0) | (forecast > GIVE_UP_MARGIN * left))
+    )
 
 
 def check_tolerances(rtol: float, atol: float, max_steps: int | None, where: str):
@@ -136,12 +170,12 @@ def solve_with_restarts(
     zero = jnp.array(0)
 
     def keep_going(state):
-        _, _, norm, _, _, steps, _, stopped, _ = state
+        _, _, norm, _, _, steps, _, stopped, _, _ = state
         return (norm > tolerance) & (steps < max_steps) & ~stopped
 
     def restart(state):
-        x, residual, norm, best, best_norm, steps, runs, _, _ = state
-        x, used, broke = run(x, residual, max_steps - steps)
+        x, residual, norm, best, best_norm, steps, runs, _, _, _ = state
+        x, used, broke, gave_up = run(x, residual, max_steps - steps)
         residual = jtu.tree_map(lambda b, ax: b - ax, vector, operator.mv(x))
         norm = tree_two_norm(residual)
         better = norm < best_norm
@@ -150,8 +184,9 @@ def solve_with_restarts(
         stagnated = (used > 0) & ~better & (norm > tolerance)
         best = jtu.tree_map(lambda new, old: jnp.where(better, new, old), x, best)
         best_norm = jnp.where(better, norm, best_norm)
+        gave_up = gave_up & (norm > tolerance)
         # A run that could not take a step (breakdown) would repeat forever.
-        stopped = broke | (used == 0) | stagnated
+        stopped = broke | (used == 0) | stagnated | gave_up
         return (
             x,
             residual,
@@ -161,19 +196,20 @@ def solve_with_restarts(
             steps + used,
             runs + 1,
             stopped,
-            stagnated,
+            stagnated & ~gave_up,
+            gave_up,
         )
 
     false = jnp.array(False)
-    state = (x, residual, norm, x, norm, zero, zero, false, false)
+    state = (x, residual, norm, x, norm, zero, zero, false, false, false)
     state = jax.lax.while_loop(keep_going, restart, state)
-    _, _, _, x, norm, steps, runs, _, stagnated = state
+    _, _, _, x, norm, steps, runs, _, stagnated, gave_up = state
     converged = norm <= tolerance
     result = lx.RESULTS.where(
         converged,
         lx.RESULTS.successful,
         lx.RESULTS.where(
-            steps >= max_steps,
+            (steps >= max_steps) | gave_up,
             lx.RESULTS.max_steps_reached,
             lx.RESULTS.where(stagnated, lx.RESULTS.stagnation, lx.RESULTS.breakdown),
         ),
@@ -183,6 +219,7 @@ def solve_with_restarts(
         "residual_norm": norm,
         "num_restarts": jnp.maximum(runs - 1, 0),
         "max_steps": jnp.array(max_steps),
+        "gave_up": gave_up & ~converged,
     }
     return x, result, stats
 
@@ -213,10 +250,20 @@ class AbstractKrylovSolver(lx.AbstractLinearSolver[KrylovState]):
     rtol: AbstractVar[float]
     atol: AbstractVar[float]
     max_steps: AbstractVar[int | None]
+    forecast_from: AbstractVar[int | None]
 
     def __check_init__(self):
         where = type(self).__name__
         check_tolerances(self.rtol, self.atol, self.max_steps, where)
+        if self.forecast_from is not None and (
+            isinstance(self.forecast_from, bool)
+            or not isinstance(self.forecast_from, int)
+            or self.forecast_from <= 0
+        ):
+            raise ValueError(
+                f"{where}: forecast_from must be a positive int or None, got "
+                f"{self.forecast_from!r}"
+            )
         concrete = all(isinstance(t, int | float) for t in (self.rtol, self.atol))
         if concrete and self.rtol == 0 and self.atol == 0 and self.max_steps is None:
             raise ValueError(
@@ -233,9 +280,10 @@ class AbstractKrylovSolver(lx.AbstractLinearSolver[KrylovState]):
         residual: PyTree[Array],
         budget: Int[Array, ""],
         tolerance: Array,
-    ) -> tuple[PyTree[Array], Int[Array, ""], Bool[Array, ""]]:
+    ) -> tuple[PyTree[Array], Int[Array, ""], Bool[Array, ""], Bool[Array, ""]]:
         """One run from `x` with true residual `residual`: returns the new point, the
-        steps taken and whether the iteration broke down."""
+        steps taken, whether the iteration broke down and whether it gave up (see
+        `hopeless`, with `self.forecast_from`)."""
 
     def compute(
         self, state: KrylovState, vector: PyTree[Array], options: dict[str, Any]

@@ -10,6 +10,7 @@ import lineax as lx
 from ._krylov import (
     AbstractKrylovSolver,
     apply,
+    hopeless,
     KrylovState,
     square_operator,
 )
@@ -41,9 +42,10 @@ class MINRES(AbstractKrylovSolver):
 
     `stats`: `num_steps` (iterations, one matvec and one preconditioner application
     each), `residual_norm` (the **true** $\|b - Ax\|_2$ of the returned solution),
-    `num_restarts`, `max_steps`. `RESULTS.max_steps_reached` when not converged
-    (default limit: ten times the size), `RESULTS.stagnation` when a restart does
-    not improve the true residual (the tolerance is below what rounding allows, or
+    `num_restarts`, `max_steps`, `gave_up` (see `forecast_from`).
+    `RESULTS.max_steps_reached` when not converged (default limit: ten times the
+    size) or given up, `RESULTS.stagnation` when a restart does not improve the true
+    residual (the tolerance is below what rounding allows, or
     a singular system is inconsistent), `RESULTS.breakdown` when the preconditioner
     is not positive definite. The returned point is the one of smallest true
     residual among those checked (the start and the end of every run).
@@ -57,6 +59,15 @@ class MINRES(AbstractKrylovSolver):
     - `atol`: the absolute tolerance (non-negative) on $\|b - Ax\|_2$.
     - `max_steps`: the iteration limit over all restarts (a non-negative int), or
       `None` (default) for ten times the size.
+    - `forecast_from`: a positive int to give up early, or `None` (default) to run
+      to `max_steps`. From this iteration of a run on, the solve stops when the rate
+      at which it has reduced the residual so far forecasts more than twice the
+      steps it has left to reach the tolerance; the result is then
+      `RESULTS.max_steps_reached` and `stats["gave_up"]` is true. The early rate of
+      a Krylov method is often its slowest: unpreconditioned CG on a spread spectrum
+      (condition number 1e4, 40 eigenvalues) sat on a plateau until step 40 and
+      converged at step 104, so forecast from step 20 it gives up on a solve that
+      would have converged. [`gramsolve.Iterative`][] forecasts from step 100.
 
     !!! Example
 
@@ -69,6 +80,7 @@ class MINRES(AbstractKrylovSolver):
     rtol: float
     atol: float
     max_steps: int | None = None
+    forecast_from: int | None = None
 
     def init(self, operator: lx.AbstractLinearOperator, options: dict[str, Any]):
         del options
@@ -85,7 +97,15 @@ class MINRES(AbstractKrylovSolver):
         return KrylovState(lx.linearise(operator), False)
 
     def _iterate(self, operator, preconditioner, x, residual, budget, tolerance):
-        return _minres(operator, preconditioner, x, residual, budget, tolerance)
+        return _minres(
+            operator,
+            preconditioner,
+            x,
+            residual,
+            budget,
+            tolerance,
+            self.forecast_from,
+        )
 
     def assume_full_rank(self):
         return False
@@ -103,10 +123,10 @@ def _combine(coefficients, *trees):
     return jtu.tree_map(leaf, *trees)
 
 
-def _minres(operator, preconditioner, x, residual, budget, tolerance):
+def _minres(operator, preconditioner, x, residual, budget, tolerance, forecast_from):
     """MINRES from `x` with true residual `residual`, until the recurrence residual
-    meets `tolerance`, `budget` steps are taken, the Krylov space is exhausted, or
-    the preconditioner proves indefinite."""
+    meets `tolerance`, `budget` steps are taken, the Krylov space is exhausted, the
+    preconditioner proves indefinite, or it gives up."""
     dtype = jnp.result_type(*jtu.tree_leaves(residual))
     eps = float(jnp.finfo(dtype).eps)
     zeros = jtu.tree_map(jnp.zeros_like, residual)
@@ -135,12 +155,27 @@ def _minres(operator, preconditioner, x, residual, budget, tolerance):
         "tnorm2": scalar(0),
         "steps": jnp.array(0),
         "norm": tree_two_norm(residual),
+        "best": tree_two_norm(residual),
         "stopped": broke,
         "broke": broke,
     }
 
+    start_norm = tree_two_norm(residual)
+
+    def gives_up(s):
+        # Preconditioned MINRES minimises the residual in the P⁻¹-norm, so its
+        # Euclidean norm may rise: the forecast uses the best so far.
+        return hopeless(
+            s["steps"], start_norm, s["best"], tolerance, budget, forecast_from
+        )
+
     def keep_going(s):
-        return (s["steps"] < budget) & (s["norm"] > tolerance) & ~s["stopped"]
+        return (
+            (s["steps"] < budget)
+            & (s["norm"] > tolerance)
+            & ~s["stopped"]
+            & ~gives_up(s)
+        )
 
     def step(s):
         beta, old_beta = s["beta"], s["old_beta"]
@@ -200,6 +235,7 @@ def _minres(operator, preconditioner, x, residual, budget, tolerance):
         # β at rounding level: the Krylov space is invariant, nothing more to find.
         exhausted = beta <= eps * jnp.sqrt(tnorm2)
         broke = indefinite
+        norm = tree_two_norm(residual)
         return {
             "x": x,
             "r1": r1,
@@ -219,10 +255,11 @@ def _minres(operator, preconditioner, x, residual, budget, tolerance):
             "sn": sn,
             "tnorm2": tnorm2,
             "steps": s["steps"] + 1,
-            "norm": tree_two_norm(residual),
+            "norm": norm,
+            "best": jnp.minimum(s["best"], norm),
             "stopped": exhausted | singular | broke,
             "broke": broke,
         }
 
     final = jax.lax.while_loop(keep_going, step, state)
-    return final["x"], final["steps"], final["broke"]
+    return final["x"], final["steps"], final["broke"], gives_up(final)
