@@ -1,12 +1,18 @@
 """Benchmark PDE problems, set up as the source papers set them up, and their networks."""
 
+from ._burgers import Burgers1D as Burgers1D
 from ._fe_problem import AbstractFEProblem as AbstractFEProblem
 from ._feinn_lshape import FEINNLShape as FEINNLShape
 from ._feinn_variable2d import FEINNVariable2D as FEINNVariable2D
 from ._heat1d import Heat1D as Heat1D
 from ._heat4d import Heat4D as Heat4D
 from ._helmholtz2d import Helmholtz2D as Helmholtz2D
-from ._network import MLP as MLP, PeriodicMLP as PeriodicMLP, split_model as split_model
+from ._network import (
+    MLP as MLP,
+    PeriodicMLP as PeriodicMLP,
+    SIREN as SIREN,
+    split_model as split_model,
+)
 from ._poisson2d import Poisson2D as Poisson2D
 from ._poisson5d import Poisson5D as Poisson5D
 from ._poisson10d import Poisson10D as Poisson10D
@@ -23,6 +29,7 @@ __all__ = [
     "FEINNLShape",
     "FEINNVariable2D",
     "AbstractUnitCubePoisson",
+    "Burgers1D",
     "Heat1D",
     "Heat4D",
     "Helmholtz2D",
@@ -34,5 +41,6 @@ __all__ = [
     "Poisson100D",
     "PublishedResult",
     "RVPINNPoisson1D",
+    "SIREN",
     "split_model",
 ]

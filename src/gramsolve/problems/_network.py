@@ -1,6 +1,8 @@
 """The networks the benchmark problems use: tanh MLPs of arbitrary widths, optionally
-behind periodic input features."""
+behind periodic input features, and sine networks (SIREN)."""
 
+import functools
+import math
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -69,10 +71,43 @@ class MLP(eqx.Module):
         ]
 
 
+def _feature_count(periods: tuple[float | None, ...]) -> int:
+    return sum(1 if p is None else 2 for p in periods)
+
+
+def _check_periods(periods: Sequence[float | None], dim: int, where: str):
+    periods = tuple(None if p is None else float(p) for p in periods)
+    if len(periods) != dim:
+        raise ValueError(
+            f"{where}: needs one period per coordinate, dim = {dim}, got "
+            f"{len(periods)} periods"
+        )
+    if any(p is not None and not p > 0 for p in periods):
+        raise ValueError(f"{where}: periods must be positive or None, got {periods}")
+    return periods
+
+
+def _periodic_features(
+    x: Float[Array, " dim"], periods: tuple[float | None, ...]
+) -> Float[Array, " features"]:
+    r"""$x_i \mapsto (\sin \omega_i x_i, \cos \omega_i x_i)$ with $\omega_i = 2\pi /
+    P_i$, and $x_i$ itself where $P_i$ is `None`, concatenated in coordinate order."""
+    parts = []
+    for i, period in enumerate(periods):
+        if period is None:
+            parts.append(x[i : i + 1])
+        else:
+            angle = 2 * jnp.pi * x[i] / period
+            parts.append(jnp.stack([jnp.sin(angle), jnp.cos(angle)]))
+    return jnp.concatenate(parts)
+
+
 class PeriodicMLP(eqx.Module):
     r"""An [`gramsolve.problems.MLP`][] behind periodic input features: each coordinate
     $x_i$ enters as $\sin(2\pi x_i / P_i)$ and $\cos(2\pi x_i / P_i)$, so the network
-    is exactly $P_i$-periodic in $x_i$. Layer sizes are `[2 dim, *hidden, 1]`.
+    is exactly $P_i$-periodic in $x_i$. A coordinate whose period is `None` (time, say)
+    enters as itself. Layer sizes are `[F, *hidden, 1]`, with $F$ = 2 per periodic
+    coordinate plus 1 per other one (`2 dim` when all are periodic).
 
     Weights are initialised Glorot-normal (standard deviation
     $\sqrt{2 / (\text{fan-in} + \text{fan-out})}$) and biases at zero, as in Jnini &
@@ -82,7 +117,8 @@ class PeriodicMLP(eqx.Module):
 
     - `dim`: the input dimension $d$ (positive).
     - `hidden`: the hidden widths, a sequence of positive ints.
-    - `periods`: $P_i$, one positive period per coordinate. Keyword-only.
+    - `periods`: $P_i$, one positive period per coordinate, or `None` for a
+      coordinate that enters as itself. Keyword-only.
     - `key`: a JAX PRNG key for the initialisation. Keyword-only.
     - `activation`: the activation between layers. Default `jnp.tanh`. Keyword-only.
     - `dtype`: the parameters' dtype, or `None` (default) for JAX's default float
@@ -97,28 +133,22 @@ class PeriodicMLP(eqx.Module):
     """
 
     mlp: MLP
-    periods: tuple[float, ...] = eqx.field(static=True)
+    periods: tuple[float | None, ...] = eqx.field(static=True)
 
     def __init__(
         self,
         dim: int,
         hidden: Sequence[int],
         *,
-        periods: Sequence[float],
+        periods: Sequence[float | None],
         key: PRNGKeyArray,
         activation: Callable[[Array], Array] = jnp.tanh,
         dtype: jnp.dtype | None = None,
     ):
-        periods = tuple(float(p) for p in periods)
-        if len(periods) != dim:
-            raise ValueError(
-                f"PeriodicMLP: needs one period per coordinate, dim = {dim}, got "
-                f"{len(periods)} periods"
-            )
-        if any(not p > 0 for p in periods):
-            raise ValueError(f"PeriodicMLP: periods must be positive, got {periods}")
+        periods = _check_periods(periods, dim, "PeriodicMLP")
         init_key, key = jax.random.split(key)
-        mlp = MLP(2 * dim, hidden, key=init_key, activation=activation, dtype=dtype)
+        features = _feature_count(periods)
+        mlp = MLP(features, hidden, key=init_key, activation=activation, dtype=dtype)
         keys = jax.random.split(key, len(mlp.layers))
         layers = tuple(
             eqx.tree_at(
@@ -135,14 +165,165 @@ class PeriodicMLP(eqx.Module):
         self.mlp = eqx.tree_at(lambda m: m.layers, mlp, layers)
         self.periods = periods
 
-    def features(self, x: Float[Array, " dim"]) -> Float[Array, " 2*dim"]:
+    def features(self, x: Float[Array, " dim"]) -> Float[Array, " features"]:
         r"""$(\sin \omega_1 x_1, \cos \omega_1 x_1, \sin \omega_2 x_2, \dots)$ with
-        $\omega_i = 2\pi / P_i$."""
-        angle = 2 * jnp.pi * x / jnp.asarray(self.periods, x.dtype)
-        return jnp.stack([jnp.sin(angle), jnp.cos(angle)], axis=1).ravel()
+        $\omega_i = 2\pi / P_i$ ($x_i$ itself where $P_i$ is `None`)."""
+        return _periodic_features(x, self.periods)
 
     def __call__(self, x: Float[Array, " dim"]) -> Scalar:
         return self.mlp(self.features(x))
+
+
+@functools.partial(jax.jit, static_argnames=("sizes", "omegas", "dtype"))
+def _siren_arrays(
+    key: PRNGKeyArray,
+    sizes: tuple[int, ...],
+    omegas: tuple[float, ...],
+    dtype: jnp.dtype,
+) -> list[tuple[Array, Array]]:
+    """The weights and biases of a SIREN with layer sizes `sizes`, drawn in one
+    compiled call (drawing them op by op compiled each shape on its own, seconds)."""
+    arrays = []
+    keys = jax.random.split(key, len(sizes) - 1)
+    last = len(sizes) - 2
+    for index, (fan_in, fan_out, k) in enumerate(
+        zip(sizes[:-1], sizes[1:], keys, strict=True)
+    ):
+        w_key, b_key = jax.random.split(k)
+        shape = (fan_out, fan_in)
+        if index == 0:
+            weight = jax.random.uniform(w_key, shape, dtype, -1, 1) / fan_in
+            bias = jax.random.uniform(b_key, (fan_out,), dtype, -1, 1)
+        elif index < last:
+            limit = math.sqrt(6 / fan_in) / omegas[index]
+            weight = jax.random.uniform(w_key, shape, dtype, -limit, limit)
+            bias = 0.01 * jax.random.normal(b_key, (fan_out,), dtype)
+        else:
+            limit = math.sqrt(3 / fan_in)
+            weight = jax.random.uniform(w_key, shape, dtype, -limit, limit)
+            bias = jnp.zeros((fan_out,), dtype)
+        arrays.append((weight, bias))
+    return arrays
+
+
+class SIREN(eqx.Module):
+    r"""A sine network (SIREN, Sitzmann et al., NeurIPS 2020) $\mathbb{R}^d \to
+    \mathbb{R}$ with layer sizes `[F, *hidden, 1]`:
+
+    $$h_0 = \phi(x), \qquad h_l = \sin\big(\omega_l (W_l h_{l-1} + b_l)\big), \quad
+    l = 1, \dots, L, \qquad u(x) = W_{L+1} h_L + b_{L+1},$$
+
+    where $\phi$ are the input features of [`gramsolve.problems.PeriodicMLP`][]
+    (sine and cosine of $2\pi x_i / P_i$ for a coordinate with a period $P_i$, $x_i$
+    itself otherwise; $F$ counts them) and $\omega_l > 0$ is a frequency per sine
+    layer, trained as $\log \omega_l$ when `learnable_omega` is true.
+
+    Initialised as the DSGNAR code initialises its `SIREN` (Webb, Jerad & Cartis;
+    github.com/wephy/physics-informed-neural-networks, `src/pinn/networks.py`):
+    first layer weights uniform in $\pm 1/\text{fan-in}$ and biases uniform in
+    $\pm 1$; further sine layers weights uniform in $\pm\sqrt{6/\text{fan-in}} /
+    \omega_l$ and biases normal with standard deviation 0.01; output weights uniform
+    in $\pm\sqrt{3/\text{fan-in}}$ and bias zero. With the DSGNAR Burgers features
+    $(t, \sin \pi x, \cos \pi x)$ and `hidden=(40, 40, 40, 40)` it has DSGNAR's
+    5,125 parameters (the four $\log \omega_l$ included).
+
+    **Arguments:**
+
+    - `dim`: the input dimension $d$ (positive).
+    - `hidden`: the widths of the sine layers, a non-empty sequence of positive ints.
+    - `key`: a JAX PRNG key for the initialisation. Keyword-only.
+    - `periods`: one period $P_i > 0$ or `None` per coordinate, or `None` (default)
+      for the raw coordinates ($\phi(x) = x$). Keyword-only.
+    - `omega_first`: $\omega_1$ at initialisation (positive). Default 1.
+      Keyword-only.
+    - `omega_hidden`: $\omega_l$, $l \ge 2$, at initialisation (positive).
+      Default 1. Keyword-only.
+    - `learnable_omega`: whether the $\omega_l$ are trained (as $\log \omega_l$, one
+      array of shape `(L,)`) or fixed. Default `True`. Keyword-only.
+    - `dtype`: the parameters' dtype, or `None` (default) for JAX's default float
+      type. Keyword-only.
+
+    !!! Example
+
+        ```python
+        model = gs.problems.SIREN(2, [40] * 4, periods=(None, 2.0), key=key)
+        params, apply = gs.problems.split_model(model)  # 5,125 parameters
+        apply(params, jnp.array([0.5, -0.3]))  # a scalar, 2-periodic in x
+        ```
+    """
+
+    layers: tuple[eqx.nn.Linear, ...]
+    log_omega: Float[Array, " L"] | None
+    fixed_omega: tuple[float, ...] | None = eqx.field(static=True)
+    periods: tuple[float | None, ...] | None = eqx.field(static=True)
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: Sequence[int],
+        *,
+        key: PRNGKeyArray,
+        periods: Sequence[float | None] | None = None,
+        omega_first: float = 1.0,
+        omega_hidden: float = 1.0,
+        learnable_omega: bool = True,
+        dtype: jnp.dtype | None = None,
+    ):
+        hidden = tuple(hidden)
+        if not hidden or any(width <= 0 for width in hidden) or dim <= 0:
+            raise ValueError(
+                f"SIREN: needs dim > 0 and at least one sine layer of positive width, "
+                f"got dim = {dim}, hidden = {list(hidden)}"
+            )
+        if not (omega_first > 0 and omega_hidden > 0):
+            raise ValueError(
+                f"SIREN: omega_first and omega_hidden must be positive, got "
+                f"{omega_first}, {omega_hidden}"
+            )
+        self.periods = (
+            None if periods is None else _check_periods(periods, dim, "SIREN")
+        )
+        features = dim if self.periods is None else _feature_count(self.periods)
+        dtype = jnp.zeros(()).dtype if dtype is None else jnp.dtype(dtype)
+        sizes = (features, *hidden, 1)
+        omegas = (float(omega_first),) + (float(omega_hidden),) * (len(hidden) - 1)
+        arrays = _siren_arrays(key, sizes, omegas, dtype)
+        layers = []
+        for fan_in, fan_out, weight_and_bias in zip(
+            sizes[:-1], sizes[1:], arrays, strict=True
+        ):
+            # the layer's shape only: its own initialisation would be discarded
+            shape = eqx.filter_eval_shape(
+                eqx.nn.Linear, fan_in, fan_out, key=key, dtype=dtype
+            )
+            layers.append(
+                eqx.tree_at(lambda lin: (lin.weight, lin.bias), shape, weight_and_bias)
+            )
+        self.layers = tuple(layers)
+        if learnable_omega:
+            self.log_omega = jnp.log(jnp.asarray(omegas, dtype))
+            self.fixed_omega = None
+        else:
+            self.log_omega = None
+            self.fixed_omega = tuple(omegas)
+
+    def features(self, x: Float[Array, " dim"]) -> Float[Array, " features"]:
+        r"""The input features $\phi(x)$."""
+        return x if self.periods is None else _periodic_features(x, self.periods)
+
+    @property
+    def omega(self) -> Float[Array, " L"]:
+        r"""The frequencies $\omega_l$ of the sine layers."""
+        if self.log_omega is not None:
+            return jnp.exp(self.log_omega)
+        return jnp.asarray(self.fixed_omega, self.layers[0].weight.dtype)
+
+    def __call__(self, x: Float[Array, " dim"]) -> Scalar:
+        h = self.features(x)
+        omega = self.omega
+        for index, layer in enumerate(self.layers[:-1]):
+            h = jnp.sin(omega[index] * layer(h))
+        return self.layers[-1](h)[0]
 
 
 def split_model(

@@ -128,12 +128,19 @@ class AbstractProblem(eqx.Module):
             checked[name] = array
         return checked
 
+    def _exact_on_evaluation_points(
+        self, points: Float[Array, "N dim"]
+    ) -> Float[Array, " N"]:
+        """$u^*$ on the evaluation points; a problem whose $u^*$ is costly to evaluate
+        caches these values."""
+        return jax.vmap(self.exact_solution)(points)
+
     def errors(self, apply: Apply, params: PyTree[Array]) -> dict[str, Scalar]:
         """`{"rms": ..., "relative_l2": ...}` of the network against $u^*$ on the
         evaluation points."""
         points = self.evaluation_points()
         predicted = jax.vmap(lambda x: apply(params, x))(points)
-        exact = jax.vmap(self.exact_solution)(points)
+        exact = self._exact_on_evaluation_points(points)
         difference = predicted - exact
         return {
             "rms": jnp.sqrt(jnp.mean(difference**2)),

@@ -22,6 +22,11 @@ DNGD_PAPER = (
     "physics-informed neural networks (TMLR 2025)"
 )
 DNGD_REPOSITORY = "github.com/HicrestLaboratory/JAX-NG"
+DSGNAR_PAPER = (
+    "Webb, Jerad & Cartis, An optimisation framework for the well-conditioned "
+    "training of physics-informed neural networks (DSGNAR, arXiv 2607.02194, 2026)"
+)
+DSGNAR_REPOSITORY = "github.com/wephy/physics-informed-neural-networks"
 PAPER_GPU = "one NVIDIA RTX 6000 (24 GB), float64"
 
 
