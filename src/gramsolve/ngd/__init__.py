@@ -34,3 +34,8 @@ from ._optax import (
 from ._sketchy import SketchyNGD as SketchyNGD
 from ._spring import SPRING as SPRING
 from ._train import History as History, summary as summary, train as train
+from ._trust_region import (
+    secular_dampings as secular_dampings,
+    TrustRegion as TrustRegion,
+    TrustRegionState as TrustRegionState,
+)
