@@ -260,3 +260,25 @@ def test_large_suite_rows_hold_the_breakdown(tmp_path):
         gs.problems.split_model(problem.default_model(jax.random.PRNGKey(0)))[0]
     )[0].size
     assert rows[0]["n"] == n
+
+
+def test_a_suite_run_again_takes_finished_breakdowns_from_beside_the_checkpoints(
+    tmp_path, monkeypatch
+):
+    problem = gs.problems.Poisson2D(hidden=(8,))
+    settings = dict(
+        all_problems={"small": problem},
+        all_optimizers={"ENGD": gs.ngd.ENGD()},
+        breakdown_repeat=1,
+        checkpoints=tmp_path / "checkpoints",
+        log=lambda line: None,
+    )
+    first = run_training_suite(0.5, tmp_path, **settings)
+
+    def measured_again(*args, **kwargs):
+        raise AssertionError("the breakdown of a finished run was measured again")
+
+    monkeypatch.setattr(gs.bench._breakdown, "step_breakdown", measured_again)
+    again = run_training_suite(0.5, tmp_path, **settings)
+    assert again[0]["breakdown"] == first[0]["breakdown"]
+    assert again[0]["steps"] == first[0]["steps"]

@@ -1,5 +1,6 @@
 """The training suite: every optimizer for equal wall time on every problem."""
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,31 @@ def _resampler(problem: problems.AbstractProblem, apply):
     return resample
 
 
+def _breakdown(optimizer, residuals, trained, history, repeat, checkpoint):
+    """The per-step breakdown at the trained parameters, kept beside the run's
+    checkpoint: a suite run again after a kill takes it from there for every run
+    already finished, instead of measuring it again (minutes on the large networks)."""
+    from ._breakdown import step_breakdown
+
+    stored = None if checkpoint is None else checkpoint.with_suffix(".breakdown.json")
+    key = {"repeat": repeat, "steps": len(history.loss)}
+    if stored is not None and stored.is_file():
+        saved = json.loads(stored.read_text())
+        if saved.get("key") == key:
+            return saved["breakdown"]
+    accepted = [float(s) for s in history.step_size if s > 0]
+    breakdown = step_breakdown(
+        optimizer,
+        residuals,
+        trained,
+        previous_step_size=accepted[-1] if accepted else 1.0,
+        repeat=repeat,
+    )
+    if stored is not None:
+        stored.write_text(json.dumps({"key": key, "breakdown": breakdown}))
+    return breakdown
+
+
 def run_training_suite(
     seconds: float,
     out: Path,
@@ -62,9 +88,7 @@ def run_training_suite(
     their files without a step and resumes the interrupted one. `all_problems` and
     `all_optimizers` default to the training suite's; with `breakdown_repeat`, each
     row also holds the per-step breakdown (`step_breakdown`, medians of that many
-    runs) at the trained parameters."""
-    from ._breakdown import step_breakdown
-
+    runs) at the trained parameters, kept beside the checkpoints."""
     all_problems = all_problems or problem_suite()
     all_optimizers = all_optimizers or optimizer_suite()
     problem_names = problem_names or list(all_problems)
@@ -101,13 +125,13 @@ def run_training_suite(
             summary = ngd.summary(history)
             extra = {}
             if breakdown_repeat is not None:
-                accepted = [float(s) for s in history.step_size if s > 0]
-                extra["breakdown"] = step_breakdown(
+                extra["breakdown"] = _breakdown(
                     all_optimizers[optimizer_name],
                     residuals,
                     trained,
-                    previous_step_size=accepted[-1] if accepted else 1.0,
-                    repeat=breakdown_repeat,
+                    history,
+                    breakdown_repeat,
+                    checkpoint,
                 )
             row = {
                 "problem": problem_name,
