@@ -80,6 +80,7 @@ def main() -> None:
                 seconds=args.seconds,
                 evaluate=evaluate,
                 evaluations=args.evaluations,
+                progress=False,
             )
             summary = gs.ngd.summary(history)
             times = " ".join(f"{time_to(history, level):10.1f}" for level in LEVELS)
