@@ -190,3 +190,15 @@ def pinn_gramian_setup(n_interior, n_boundary, sizes, dtype=jnp.float64):
     residuals = poisson_residuals(n_interior, n_boundary, dtype=dtype)
     params = init_mlp(jax.random.PRNGKey(0), list(sizes), dtype)
     return residuals, params
+
+
+def exact_network(problem):
+    """A "network" that ignores its parameters and returns the problem's u*."""
+    return lambda params, x: problem.exact_solution(x)
+
+
+@eqx.filter_jit
+def unweighted_residuals(residuals, params):
+    """Each class's residuals divided by its weight: the pointwise PDE residuals."""
+    values = residuals(params)
+    return {k: v / residuals[k].weight for k, v in values.items()}

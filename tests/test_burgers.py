@@ -13,23 +13,11 @@ import pytest
 from scipy import integrate
 
 import gramsolve as gs
-from helpers import flat_jacobian
+from helpers import exact_network, flat_jacobian, unweighted_residuals
 
 
 P = gs.problems
 NU = 0.01
-
-
-def _exact(problem):
-    """A "network" that ignores its parameters and returns the reference u*."""
-    return lambda params, x: problem.exact_solution(x)
-
-
-@eqx.filter_jit
-def _unweighted(residuals, params):
-    """Each class's residuals divided by its weight: the pointwise residuals."""
-    values = residuals(params)
-    return {k: v / residuals[k].weight for k, v in values.items()}
 
 
 def _reference(problem, t, x):
@@ -151,7 +139,9 @@ def test_reference_satisfies_the_pde_to_round_off():
     scale, shift = jnp.array([[0.7, 0.05]]), jnp.array([[0.3, 0.0]])
     front = points["interior"][:150] * scale + shift
     points = {**points, "interior": points["interior"].at[:150].set(front)}
-    values = _unweighted(problem.residuals(_exact(problem), points), None)
+    values = unweighted_residuals(
+        problem.residuals(exact_network(problem), points), None
+    )
     # |u u_x| and |ν u_xx| reach about 20 on the front
     assert float(jnp.max(jnp.abs(values["interior"]))) < 1e-12
     assert float(jnp.max(jnp.abs(values["initial"]))) < 1e-15
@@ -178,7 +168,9 @@ def test_residuals_of_a_polynomial_match_the_hand_computation(nu):
         viscosity=nu, num_interior=30, num_initial=9, num_boundary=6, seed=2
     )
     points = problem.collocation_points()
-    values = _unweighted(problem.residuals(lambda p, x: x[0] + x[1] ** 2), None)
+    values = unweighted_residuals(
+        problem.residuals(lambda p, x: x[0] + x[1] ** 2), None
+    )
     for name, value in values.items():
         np.testing.assert_allclose(
             value, _hand(points[name], nu)[name], rtol=1e-13, atol=1e-14
@@ -198,7 +190,7 @@ def test_a_viscous_travelling_wave_makes_the_interior_residual_vanish():
     t = points["interior"][:, 0]
     on_front = jnp.stack([t, c * t + 0.05 * (points["interior"][:, 1])], axis=1)
     for interior in (points["interior"], on_front):
-        values = _unweighted(
+        values = unweighted_residuals(
             problem.residuals(wave, {**points, "interior": interior}), None
         )
         assert float(jnp.max(jnp.abs(values["interior"]))) < 1e-13
@@ -212,7 +204,7 @@ def test_network_residuals_and_jacobian_match_independent_references(network):
     params, apply = P.split_model(problem.default_model(jax.random.PRNGKey(3)))
     points = problem.collocation_points()
     residuals = problem.residuals(apply, points)
-    values = _unweighted(residuals, params)
+    values = unweighted_residuals(residuals, params)
 
     def by_hessian(x):
         u = lambda y: apply(params, y)
@@ -257,7 +249,7 @@ def test_points_weights_and_grid_are_dsgnars():
         dataclasses.replace(problem, seed=1).collocation_points()["interior"], interior
     )
     # DSGNAR's loss: 1e-2 mean(r_interior²) + mean(r_initial²)
-    residuals = problem.residuals(_exact(problem))
+    residuals = problem.residuals(exact_network(problem))
     assert float(residuals["interior"].weight) == pytest.approx(math.sqrt(1e-2 / 2**15))
     assert float(residuals["initial"].weight) == pytest.approx(1 / math.sqrt(2**14))
     # the evaluation grid: t = linspace(0, 1, 100), x = -1 + 2i / 1024
@@ -273,12 +265,14 @@ def test_boundary_class_is_optional():
     boundary = np.asarray(problem.collocation_points()["boundary"])
     np.testing.assert_array_equal(boundary[:, 1], [-1, -1, -1, 1, 1, 1])
     np.testing.assert_array_equal(boundary[:, 0], [0, 0.5, 1, 0, 0.5, 1])
-    residuals = problem.residuals(_exact(problem))
+    residuals = problem.residuals(exact_network(problem))
     assert float(residuals["boundary"].weight) == pytest.approx(1 / math.sqrt(6))
     # the classes a problem expects are checked
     points = problem.collocation_points()
     with pytest.raises(ValueError, match="residual classes"):
-        P.Burgers1D(num_interior=10, num_initial=4).residuals(_exact(problem), points)
+        P.Burgers1D(num_interior=10, num_initial=4).residuals(
+            exact_network(problem), points
+        )
 
 
 def _count(model):
@@ -335,7 +329,7 @@ def test_siren_by_hand_and_its_initialisation():
 
 def test_errors_use_the_cached_reference():
     problem = P.Burgers1D(evaluation_times=6, evaluation_positions=64)
-    exact = problem.errors(_exact(problem), None)
+    exact = problem.errors(exact_network(problem), None)
     assert float(exact["relative_l2"]) < 1e-15
 
     epsilon = 1e-3
@@ -372,7 +366,7 @@ def test_points_follow_the_default_float_dtype():
         values = problem.residuals(apply, points)(params)
         assert values["interior"].dtype == jnp.float32
         assert problem.errors(apply, params)["relative_l2"].dtype == jnp.float32
-        exact = problem.errors(_exact(problem), None)
+        exact = problem.errors(exact_network(problem), None)
         assert float(exact["relative_l2"]) < 1e-6
 
 

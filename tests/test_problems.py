@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gramsolve as gs
-from helpers import flat_jacobian
+from helpers import exact_network, flat_jacobian, unweighted_residuals
 
 
 P = gs.problems
@@ -23,18 +23,6 @@ def _param_count(model):
         for leaf in leaves
         if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact)
     )
-
-
-def _exact(problem):
-    """A network that ignores its parameters and returns u*."""
-    return lambda params, x: problem.exact_solution(x)
-
-
-@eqx.filter_jit
-def _unweighted(residuals, params):
-    """Each class's residuals divided by its weight: the pointwise PDE residuals."""
-    values = residuals(params)
-    return {k: v / residuals[k].weight for k, v in values.items()}
 
 
 # (problem, point counts per class, evaluation count): the papers' setups
@@ -65,8 +53,8 @@ def test_point_counts_and_shapes_match_the_papers(problem, counts, num_evaluatio
 
 @pytest.mark.parametrize("problem", PROBLEMS, ids=IDS)
 def test_exact_solution_satisfies_every_residual(problem):
-    residuals = problem.residuals(_exact(problem))
-    values = _unweighted(residuals, None)
+    residuals = problem.residuals(exact_network(problem))
+    values = unweighted_residuals(residuals, None)
     assert set(values) == set(problem.residual_classes)
     for name, value in values.items():
         assert value.shape == (problem.collocation_points()[name].shape[0],)
@@ -121,7 +109,7 @@ def test_perturbed_solution_residuals_match_hand_computation(problem, phi, hand)
     def apply(params, x):
         return problem.exact_solution(x) + epsilon * phi(x)
 
-    values = _unweighted(problem.residuals(apply, points), None)
+    values = unweighted_residuals(problem.residuals(apply, points), None)
     for name, value in values.items():
         np.testing.assert_allclose(
             value, epsilon * hand(points[name])[name], rtol=1e-9, atol=1e-10
@@ -130,7 +118,7 @@ def test_perturbed_solution_residuals_match_hand_computation(problem, phi, hand)
 
 def test_residual_weights_are_the_papers():
     def weights(problem):
-        residuals = problem.residuals(_exact(problem))
+        residuals = problem.residuals(exact_network(problem))
         return {k: float(residuals[k].weight) for k in residuals.classes}
 
     # KFAC / Woodbury code: ½ mean of squares per class
@@ -233,7 +221,7 @@ def test_heat4d_exact_solution_by_hand():
     np.testing.assert_allclose(
         slow.exact_solution(x), expected * np.exp(0.3 - 0.4 * 0.3), rtol=1e-14
     )
-    values = _unweighted(slow.residuals(_exact(slow)), None)
+    values = unweighted_residuals(slow.residuals(exact_network(slow)), None)
     assert max(float(jnp.max(jnp.abs(v))) for v in values.values()) < 1e-10
 
 
@@ -336,7 +324,7 @@ def test_grid_sampling_ignores_the_key_and_papers_resample_flags():
 
 @pytest.mark.parametrize("problem", PROBLEMS, ids=IDS)
 def test_errors_of_exact_and_perturbed_solutions(problem):
-    zero = problem.errors(_exact(problem), None)
+    zero = problem.errors(exact_network(problem), None)
     assert float(zero["rms"]) == 0.0 and float(zero["relative_l2"]) == 0.0
 
     epsilon = 1e-3
@@ -434,7 +422,7 @@ def test_network_residuals_and_jacobian_match_independent_references(problem):
     params, apply = P.split_model(problem.default_model(jax.random.PRNGKey(2)))
     points = problem.collocation_points()
     residuals = problem.residuals(apply, points)
-    values = _unweighted(residuals, params)
+    values = unweighted_residuals(residuals, params)
     reference = jax.jit(
         jax.vmap(lambda x: _hessian_reference(problem, apply, params, x))
     )(points["interior"])
@@ -473,7 +461,9 @@ def test_points_follow_the_default_float_dtype():
         params, apply = P.split_model(problem.default_model(jax.random.PRNGKey(0)))
         values = problem.residuals(apply, points)(params)
         assert values["interior"].dtype == jnp.float32
-        exact = _unweighted(problem.residuals(_exact(problem), points), None)
+        exact = unweighted_residuals(
+            problem.residuals(exact_network(problem), points), None
+        )
         assert float(jnp.max(jnp.abs(exact["interior"]))) < 1e-4
 
 
@@ -535,10 +525,10 @@ def test_bad_setups_and_points_raise_clear_errors():
     with pytest.raises(
         ValueError, match=r"residual classes \['boundary', 'interior'\]"
     ):
-        problem.residuals(_exact(problem), {"interior": points["interior"]})
+        problem.residuals(exact_network(problem), {"interior": points["interior"]})
     with pytest.raises(ValueError, match=r"shape \(N, 5\)"):
         problem.residuals(
-            _exact(problem), {**points, "boundary": points["boundary"][:, :2]}
+            exact_network(problem), {**points, "boundary": points["boundary"][:, :2]}
         )
 
 
@@ -557,7 +547,7 @@ def test_rvpinn_poisson1d_weak_residual_against_scipy_quadrature():
     from scipy import integrate
 
     problem = P.RVPINNPoisson1D(num_test_functions=6, elements=10, order=8)
-    exact = problem.residuals(_exact(problem))
+    exact = problem.residuals(exact_network(problem))
     values = eqx.filter_jit(exact)(None)
     assert float(jnp.max(jnp.abs(values["weak"]))) < 1e-10
     assert float(jnp.max(jnp.abs(values["boundary"]))) < 1e-12
@@ -586,5 +576,6 @@ def test_rvpinn_poisson1d_weak_residual_against_scipy_quadrature():
     )
     with pytest.raises(ValueError, match="quadrature nodes"):
         problem.residuals(
-            _exact(problem), {"weak": jnp.zeros((3, 1)), "boundary": jnp.zeros((2, 1))}
+            exact_network(problem),
+            {"weak": jnp.zeros((3, 1)), "boundary": jnp.zeros((2, 1))},
         )
