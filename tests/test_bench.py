@@ -7,6 +7,7 @@ from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
 from gramsolve.bench import main
+from gramsolve.bench._large import large_problem_suite
 from gramsolve.bench._reference import hand_written_direction
 from gramsolve.bench._solve import DAMPING, EXACT, poisson_pinn, run_cell, solve_table
 from gramsolve.bench._training import headline_table
@@ -94,3 +95,21 @@ def test_hand_written_reference_is_the_woodbury_direction():
     np.testing.assert_allclose(
         hand_written_direction(residuals, DAMPING)(params), expected, rtol=1e-8
     )
+
+
+def test_quick_large_suite_keeps_the_networks_and_cuts_the_points():
+    full, quick = large_problem_suite(), large_problem_suite(quick=True)
+    assert list(quick) == list(full)
+    for name, problem in full.items():
+        assert quick[name].hidden == problem.hidden, name
+        assert type(quick[name]) is type(problem), name
+    # 2D keeps the KFAC paper's 1,020 fixed points; 100D has 150 already
+    for name in ("poisson2d_9873", "poisson100d"):
+        assert quick[name] == full[name], name
+    for name in ("poisson5d_10065", "poisson10d", "heat4d"):
+        problem = quick[name]
+        counts = [problem.num_interior, problem.num_boundary]
+        counts += [problem.num_initial] if name == "heat4d" else []
+        assert sum(counts) == 600, name
+        assert problem.num_evaluation == 3000, name
+        assert full[name].num_interior == 3000, name

@@ -32,8 +32,8 @@ from ._timing import (
 )
 
 
-# Seconds per optimizer and problem of `--suite large --quick`: one or two steps of
-# the largest networks.
+# Seconds per optimizer and problem of `--suite large --quick` (on its fewer points,
+# `_large.QUICK_POINTS`): a few steps of the largest networks.
 LARGE_QUICK_SECONDS = 5.0
 
 SUITES = ("training", "solve", "scale", "large")
@@ -188,7 +188,7 @@ def main(argv: list[str]) -> None:
             optimizer_names=args.optimizers,
             progress=args.progress,
             checkpoints=large_checkpoints,
-            all_problems=large_problem_suite(),
+            all_problems=large_problem_suite(args.quick),
             all_optimizers=large_optimizer_suite(),
             breakdown_repeat=1 if args.quick else 3,
         )
@@ -222,7 +222,10 @@ def report(results: dict[str, Any]) -> str:
         if suite == "large":
             title = f"## Large networks ({results['large_seconds']:g} s per optimizer and problem)"
             body = (
-                headline_table(results[suite], large_problem_suite())
+                headline_table(
+                    results[suite],
+                    large_problem_suite(about.get("quick", False)),
+                )
                 + "\n\n"
                 + breakdown_table(results[suite])
             )

@@ -1,5 +1,6 @@
 """Collocation and evaluation points on boxes, as the source papers draw them."""
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -17,6 +18,17 @@ def uniform_in_box(
 ) -> Float[Array, "N dim"]:
     """`num` points drawn uniformly from the box $\\prod_i [\\text{low}_i,
     \\text{high}_i)$."""
+    return _uniform_in_box(key, num, _floats(low), _floats(high))
+
+
+def _floats(values: Sequence[float]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+# Compiled whole: drawn op by op, a problem's points cost some 30 small compilations
+# (seconds) in every new process and at every redraw.
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _uniform_in_box(key, num, low, high):
     dtype = float_dtype()
     low_, high_ = jnp.asarray(low, dtype), jnp.asarray(high, dtype)
     return jax.random.uniform(key, (num, len(low)), dtype, low_, high_)
@@ -32,9 +44,14 @@ def on_box_boundary(
     cube every face is drawn with the same probability, so the points are uniform on
     the boundary.
     """
+    return _on_box_boundary(key, num, _floats(low), _floats(high))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _on_box_boundary(key, num, low, high):
     dim = len(low)
     point_key, face_key = jax.random.split(key)
-    points = uniform_in_box(point_key, num, low, high)
+    points = _uniform_in_box(point_key, num, low, high)
     face = jax.random.randint(face_key, (num,), 0, 2 * dim)
     axis, upper = face // 2, face % 2 == 1
     low_, high_ = jnp.asarray(low, points.dtype), jnp.asarray(high, points.dtype)
