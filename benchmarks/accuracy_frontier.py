@@ -11,6 +11,7 @@ evaluation at or below the level).
 
     python benchmarks/accuracy_frontier.py [--seconds 120] [--problems poisson2d burgers]
         [--optimizers DNGD TrustRegion ...] [--burgers-points 8192]
+        [--burgers-network siren|tanh] [--burgers-hidden 20 20 20 20]
 """
 
 import argparse
@@ -42,6 +43,19 @@ def main() -> None:
         default=["ENGD", "DNGD", "SPRING", "TrustRegion"],
     )
     parser.add_argument("--burgers-points", type=int, default=8192)
+    parser.add_argument(
+        "--burgers-network",
+        choices=["siren", "tanh"],
+        default="siren",
+        help="Burgers1D's network: DSGNAR's float64 SIREN or its float32 run's tanh MLP",
+    )
+    parser.add_argument(
+        "--burgers-hidden",
+        type=int,
+        nargs="*",
+        default=None,
+        help="Burgers hidden widths (default: 40 x 4 for siren, 20 x 4 for tanh)",
+    )
     parser.add_argument("--evaluations", type=int, default=60)
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
@@ -50,7 +64,13 @@ def main() -> None:
     setups = {
         "poisson2d": gs.problems.Poisson2D(),
         "burgers": gs.problems.Burgers1D(
-            num_interior=args.burgers_points, num_initial=args.burgers_points // 4
+            num_interior=args.burgers_points,
+            num_initial=args.burgers_points // 4,
+            network=args.burgers_network,
+            hidden=tuple(
+                args.burgers_hidden
+                or ((40,) * 4 if args.burgers_network == "siren" else (20,) * 4)
+            ),
         ),
     }
     optimizers = {**gs.ngd.default_optimizers(), "TrustRegion": gs.ngd.TrustRegion()}
