@@ -1,17 +1,22 @@
 """How close to round-off each optimizer gets: the accuracy frontier (issue: the
 accuracy frontier). Every optimizer at its library defaults, equal optimization wall
-time, on 2D Poisson 2-64-1 (the KFAC paper's setup, 900 + 120 fixed points) and on
+time, on 2D Poisson 2-64-1 (the KFAC paper's setup, 900 + 120 fixed points), on
 DSGNAR's 1+1D viscous Burgers problem scaled to this machine (`--burgers-points`
-interior and a quarter as many initial points, redrawn never, as DSGNAR's code).
+interior and a quarter as many initial points, redrawn never, as DSGNAR's code) and on
+DSGNAR's multi-scale 2D Poisson problem (`multiscale_poisson2d`: its SIREN of 12,065
+parameters, `--multiscale-points` interior and half as many boundary points, DSGNAR's
+ratio, fixed; run only when named in `--problems`, the first two run by default).
 
 Printed per problem and optimizer: the final relative L2 error, steps, ms/step, and
 the optimization time at which the error first fell below 1e-6, 1e-8, 1e-10 and 1e-11
 (errors are evaluated at `--evaluations` points of the run, so a time is the first
 evaluation at or below the level).
 
-    python benchmarks/accuracy_frontier.py [--seconds 120] [--problems poisson2d burgers]
+    python benchmarks/accuracy_frontier.py [--seconds 120]
+        [--problems poisson2d burgers multiscale_poisson2d]
         [--optimizers DNGD TrustRegion ...] [--burgers-points 8192]
         [--burgers-network siren|tanh] [--burgers-hidden 20 20 20 20]
+        [--multiscale-points 2048]
 """
 
 import argparse
@@ -56,6 +61,7 @@ def main() -> None:
         default=None,
         help="Burgers hidden widths (default: 40 x 4 for siren, 20 x 4 for tanh)",
     )
+    parser.add_argument("--multiscale-points", type=int, default=2048)
     parser.add_argument("--evaluations", type=int, default=60)
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
@@ -71,6 +77,10 @@ def main() -> None:
                 args.burgers_hidden
                 or ((40,) * 4 if args.burgers_network == "siren" else (20,) * 4)
             ),
+        ),
+        "multiscale_poisson2d": gs.problems.MultiscalePoisson2D(
+            num_interior=args.multiscale_points,
+            num_boundary=args.multiscale_points // 2,
         ),
     }
     optimizers = {**gs.ngd.default_optimizers(), "TrustRegion": gs.ngd.TrustRegion()}

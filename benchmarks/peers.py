@@ -3,6 +3,19 @@ Sangalli's package for "Accelerating Natural Gradient Descent for PINNs with
 Randomized Numerical Linear Algebra", arXiv 2505.11638), on the same problem, network,
 points and float64, for the same optimization wall time (issue 19, item 3).
 
+Problems (`--problem`), each with its paper's network and fixed points:
+
+- `poisson2d` (default): `gs.problems.Poisson2D()`, 2-64-1 tanh MLP, 257 parameters,
+  900 interior / 120 boundary points;
+- `burgers`: DSGNAR's 1+1D viscous Burgers problem, `gs.problems.Burgers1D` with its
+  SIREN 40×4 (5,125 parameters), `--points` interior (default 8192) and a quarter as
+  many initial points, as `benchmarks/accuracy_frontier.py` scales it to this machine;
+  `--burgers-boundary N` adds a third class, N boundary points (DSGNAR has none: its
+  network is periodic in x);
+- `multiscale_poisson2d`: DSGNAR's multi-scale 2D Poisson problem,
+  `gs.problems.MultiscalePoisson2D` with its SIREN 60×4 on Fourier features (12,065
+  parameters), `--points` interior (default 2048) and half as many boundary points.
+
 randngd is never a dependency of gramsolve: it lives in a separate environment, the
 peers venv (see `benchmarks/README.md`), into which gramsolve is installed as well.
 
@@ -24,25 +37,35 @@ Methods, each in its library defaults:
   for Nyström, from the sketch. `--randngd-damping lm` gives every randngd method
   `LevenbergMarquardt()` (the gain-ratio rule) instead.
 
-What is the same: the problem object (`gs.problems.Poisson2D()` by default: 2-64-1
-tanh MLP, 257 parameters, 900 interior / 120 boundary points drawn once), the initial
-parameters (`default_model(PRNGKey(seed))`, as the bench), the collocation points
-(the same arrays), the residual functions (each `PointResidual.fn` of the problem's
-residual map, passed to `randngd.metrics.gauss_newton` with weight w^2 = 1/N, which is
-randngd's own default), hence the same loss, sum over classes of half the mean squared
-residual, and the same Gauss-Newton Gramian (both checked at the start and printed),
+What is the same: the problem object, the initial parameters
+(`default_model(PRNGKey(seed))`, as the bench), the collocation points (the same
+arrays), the residual functions (each `PointResidual.fn` of the problem's residual
+map, passed to `randngd.metrics.gauss_newton` with the class's squared weight w^2:
+1/N for Poisson2D, randngd's own default; c/N for DSGNAR's problems, whose classes
+carry a relative weight c), hence the same loss, sum over classes of w^2/2 times the
+sum of squared residuals, and the same Gauss-Newton Gramian (both checked at the
+start and printed: the loss, and the Gramian's products with 8 random vectors),
 float64, the error function (`problem.errors` on the problem's evaluation points), and
 the clock: compilation (steps taken and discarded) and the optimizer's `init` are
 outside the budget, and so are the error evaluations, for both libraries.
 
+Burgers' residual u_t + u u_x - nu u_xx is nonlinear in u. randngd's docstring writes
+its Gauss-Newton metric for residuals affine in the network, but the metric is built
+from the Jacobian of each residual function with respect to the parameters at the
+current parameters (`jacrev` of `fn(params, x)`, per point), so for a nonlinear
+residual it is the Gauss-Newton matrix of the nonlinear least-squares loss, the same
+`J^T J` gramsolve's optimizers use, and the gradient is autodiff of the loss; any
+number of classes enters as one term each. The mirror check confirms it on the
+problem run.
+
 What differs, and why:
 
-- randngd's rank budget `ell_max` is 500 by default, above the network's 257
+- randngd's rank budget `ell_max` is 500 by default, above the 2-64-1 network's 257
   parameters, where `NystromNGD` and `RPCholNGD` raise; here it is the largest multiple
-  of their step (20) not above the parameter count, 240 for 2-64-1. Nothing else of
-  theirs is changed; in particular the settings of the paper's own runs that are not
-  the package's defaults (an Armijo minimum step of 1e-15, Nyström's `init_factor="n"`)
-  are not used.
+  of their step (20) not above the parameter count, 240 for 2-64-1 (500, the default,
+  for the SIRENs). Nothing else of theirs is changed; in particular the settings of
+  the paper's own runs that are not the package's defaults (an Armijo minimum step of
+  1e-15, Nyström's `init_factor="n"`) are not used.
 - `optimistix.minimise` runs a whole randngd solve in one compiled loop, with a step
   count but no wall-clock budget. Here the same solver's `init` and `step` run from
   Python, one jitted call per NGD step, synchronised after each, as `gs.ngd.train`
@@ -90,11 +113,34 @@ RANDNGD_METHODS = (
 )
 
 
-def _problems():
+PROBLEMS = ("poisson2d", "burgers", "multiscale_poisson2d")
+DEFAULT_POINTS = {"burgers": 8192, "multiscale_poisson2d": 2048}
+
+
+def make_problem(name: str, points: int | None, burgers_boundary: int):
+    """The problem `name`, with `points` interior points (its default where `None`)
+    for DSGNAR's problems. Fixed points only: a randngd metric is built once, on one
+    set of points."""
     import gramsolve as gs
 
-    # fixed points only: a randngd metric is built once, on one set of points
-    return {"poisson2d": gs.problems.Poisson2D()}
+    if name == "poisson2d":
+        if points is not None or burgers_boundary:
+            raise SystemExit(
+                "peers: --points and --burgers-boundary do not apply to poisson2d"
+            )
+        return gs.problems.Poisson2D()
+    points = DEFAULT_POINTS[name] if points is None else points
+    if name == "burgers":
+        return gs.problems.Burgers1D(
+            num_interior=points,
+            num_initial=points // 4,
+            num_boundary=burgers_boundary,
+        )
+    if burgers_boundary:
+        raise SystemExit("peers: --burgers-boundary applies to burgers only")
+    return gs.problems.MultiscalePoisson2D(
+        num_interior=points, num_boundary=points // 2
+    )
 
 
 def randngd_terms(residuals) -> list[tuple]:
@@ -275,24 +321,28 @@ def time_to(row, target: float) -> float:
     return math.nan
 
 
-def mirror_check(residuals, loss, terms, params) -> dict[str, float]:
+def mirror_check(residuals, loss, terms, params, probes: int = 8) -> dict[str, float]:
     """randngd's loss and Gauss-Newton Gramian against gramsolve's (`loss`,
-    `jacobian`) at `params`."""
+    `jacobian`) at `params`; the Gramians through their products with `probes`
+    random vectors (forming either n x n Gramian would need 1.2 GB at 12,065
+    parameters)."""
     import randngd
 
     ours = float(residuals.loss(params))
     theirs = float(loss(params))
     J = eqx.filter_jit(residuals.jacobian)(params)  # gramsolve's own, weights in
-    G_ours = J.T @ J
-    G_theirs = randngd.metrics.gauss_newton(terms, params, representation="full")(
-        params
-    ).full()
+    V = jax.random.normal(jax.random.PRNGKey(0), (J.shape[1], probes), J.dtype)
+    GV_ours = J.T @ (J @ V)
+    GV_theirs = eqx.filter_jit(
+        lambda p, v: randngd.metrics.gauss_newton(terms, p)(p).matp(v)
+    )(params, V)
     return {
         "loss_gramsolve": ours,
         "loss_randngd": theirs,
         "loss_rel_diff": abs(ours - theirs) / abs(ours),
+        "gramian_probes": probes,
         "gramian_rel_diff": float(
-            jnp.linalg.norm(G_ours - G_theirs) / jnp.linalg.norm(G_ours)
+            jnp.linalg.norm(GV_ours - GV_theirs) / jnp.linalg.norm(GV_ours)
         ),
     }
 
@@ -369,7 +419,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--problem", default="poisson2d", choices=["poisson2d"])
+    parser.add_argument("--problem", default="poisson2d", choices=PROBLEMS)
+    parser.add_argument(
+        "--points",
+        type=int,
+        default=None,
+        help="interior points of burgers (default 8192) or multiscale_poisson2d "
+        "(default 2048)",
+    )
+    parser.add_argument("--burgers-boundary", type=int, default=0)
     parser.add_argument("--evaluations", type=int, default=200)
     parser.add_argument(
         "--gramsolve", nargs="*", default=list(NATURAL_GRADIENT), metavar="NAME"
@@ -397,7 +455,7 @@ def main() -> None:
             "venv as benchmarks/README.md says"
         ) from error
 
-    problem = _problems()[args.problem]
+    problem = make_problem(args.problem, args.points, args.burgers_boundary)
     model = problem.default_model(jax.random.PRNGKey(problem.seed))
     params, apply = gs.problems.split_model(model)
     residuals = problem.residuals(apply)
@@ -419,8 +477,9 @@ def main() -> None:
         f"{c.num_points} {name}" for name, c in residuals.classes.items()
     )
     print(
-        f"{args.problem}: MLP {network} ({n} parameters), m = {m} ({points}, fixed), "
-        f"float64, {args.seconds:g} s per method, {jax.devices()[0].device_kind}"
+        f"{args.problem}: {type(model).__name__} {network} ({n} parameters), "
+        f"m = {m} ({points}, fixed), float64, {args.seconds:g} s per method, "
+        f"{jax.devices()[0].device_kind}"
     )
     print(
         "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "; "
@@ -429,7 +488,8 @@ def main() -> None:
     print(
         f"mirror check at the start: loss {check['loss_gramsolve']:.6e} (gramsolve) "
         f"vs {check['loss_randngd']:.6e} (randngd), rel. diff "
-        f"{check['loss_rel_diff']:.1e}; Gauss-Newton Gramian rel. diff "
+        f"{check['loss_rel_diff']:.1e}; Gauss-Newton Gramian times "
+        f"{check['gramian_probes']} random vectors, rel. diff "
         f"{check['gramian_rel_diff']:.1e}"
     )
 
@@ -459,7 +519,11 @@ def main() -> None:
             json.dumps(
                 {
                     "problem": args.problem,
+                    "model": type(model).__name__,
                     "network": network,
+                    "points": {
+                        name: c.num_points for name, c in residuals.classes.items()
+                    },
                     "n": n,
                     "m": m,
                     "seconds": args.seconds,

@@ -7,6 +7,7 @@ from ._feinn_variable2d import FEINNVariable2D as FEINNVariable2D
 from ._heat1d import Heat1D as Heat1D
 from ._heat4d import Heat4D as Heat4D
 from ._helmholtz2d import Helmholtz2D as Helmholtz2D
+from ._multiscale_poisson2d import MultiscalePoisson2D as MultiscalePoisson2D
 from ._network import (
     MLP as MLP,
     PeriodicMLP as PeriodicMLP,
@@ -34,6 +35,7 @@ __all__ = [
     "Heat4D",
     "Helmholtz2D",
     "MLP",
+    "MultiscalePoisson2D",
     "PeriodicMLP",
     "Poisson2D",
     "Poisson5D",
