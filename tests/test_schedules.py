@@ -28,15 +28,13 @@ def _three_classes():
     weight 1/√N, a two-component residual with one weight per point, and a scalar
     residual with a scalar weight."""
     key_a, key_b, key_c = jax.random.split(jax.random.PRNGKey(1), 3)
-    residuals = gs.Residuals(
-        {
-            "a": gs.PointResidual(_linear, jax.random.normal(key_a, (5, 2))),
-            "b": gs.PointResidual(
-                _pair, jax.random.normal(key_b, (4, 2)), jnp.array([0.5, 1.0, 2.0, 0.1])
-            ),
-            "c": gs.PointResidual(_linear, jax.random.normal(key_c, (3, 2)), 0.7),
-        }
+    a = gs.PointResidual(_linear, jax.random.normal(key_a, (5, 2)))
+    b = gs.PointResidual(
+        _pair, jax.random.normal(key_b, (4, 2)), jnp.array([0.5, 1.0, 2.0, 0.1])
     )
+    c = gs.PointResidual(_linear, jax.random.normal(key_c, (3, 2)), 0.7)
+    # Not in sorted order, which is how `jit` returns a dict.
+    residuals = gs.Residuals({"c": c, "a": a, "b": b})
     params = {"u": jnp.array([0.3, -1.2]), "c": jnp.array(0.4)}
     return residuals, params
 

@@ -136,11 +136,13 @@ class AdaptiveClassWeights(eqx.Module):
                     "FEInterpolatedResidual)"
                 )
         names = tuple(residuals.classes)
+        # By name: under `jit` the dict of classes comes back in sorted order.
+        new_weights = _new_weights(self, residuals, params)
         # Outside `jit`, so that the points and everything else stay the same arrays.
         return eqx.tree_at(
             lambda r: tuple(r.classes[name].weight for name in names),
             residuals,
-            _new_weights(self, residuals, params),
+            tuple(new_weights[name] for name in names),
         )
 
 
@@ -153,7 +155,7 @@ def _sum_of_squares(tree: PyTree[Array], dtype: jnp.dtype) -> Float[Array, ""]:
 @eqx.filter_jit
 def _new_weights(
     rule: AdaptiveClassWeights, residuals: Residuals, params: PyTree
-) -> tuple[Float[Array, "..."], ...]:
+) -> dict[str, Float[Array, "..."]]:
     names = tuple(residuals.classes)
     values = residuals(params)
     weights = [residuals.classes[name].weight for name in names]
@@ -174,7 +176,7 @@ def _new_weights(
     new_scales = rule.update(losses, scales)
     usable = jnp.all(jnp.isfinite(losses)) & jnp.all(jnp.isfinite(new_scales))
     factors = jnp.where(usable, jnp.sqrt(new_scales / scales), 1)
-    return tuple(
-        weight * factor.astype(weight.dtype)
-        for weight, factor in zip(weights, factors, strict=True)
-    )
+    return {
+        name: weight * factor.astype(weight.dtype)
+        for name, weight, factor in zip(names, weights, factors, strict=True)
+    }
