@@ -85,6 +85,19 @@ def test_class_weights_follow_the_formula(exponent, epsilon):
     )
 
 
+def test_class_weights_in_float32():
+    residuals, params = _three_classes()
+    rule = gs.ngd.AdaptiveClassWeights(exponent=0.5)
+    expected = rule(residuals, params)
+    new = rule(
+        gs.ngd.cast_floating(residuals, jnp.float32),
+        gs.ngd.cast_floating(params, jnp.float32),
+    )
+    for name in residuals.classes:
+        assert new[name].weight.dtype == jnp.float32
+        np.testing.assert_allclose(new[name].weight, expected[name].weight, rtol=1e-5)
+
+
 def test_class_scale_update_closed_forms():
     rule = gs.ngd.AdaptiveClassWeights(exponent=0.5, epsilon=1e-12)
     # Losses 4 and 1 at equal scales: the factors √(2.5/4) and √(2.5/1) are in the
@@ -123,7 +136,7 @@ RESIDUALS = gs.Residuals(
     }
 )
 PARAMS = init_mlp(jax.random.PRNGKey(0), [2, 6, 1])
-OPTIMIZER = gs.ngd.ENGD(damping=gs.ngd.LevenbergMarquardtDamping())
+OPTIMIZER = gs.ngd.TrustRegion()
 SCHEDULE = gs.ngd.PrecisionSchedule(OPTIMIZER, float32_steps=4)
 RULE = gs.ngd.AdaptiveClassWeights(exponent=0.5)
 
@@ -164,7 +177,9 @@ def test_reweighted_run_resumes_identically(tmp_path):
     whole, split = tmp_path / "whole.eqx", tmp_path / "split.eqx"
     params_whole, history = _train(SCHEDULE, 6, whole)
     _train(SCHEDULE, 3, split)
+    compiled = TRACES[0]
     params_split, resumed = _train(SCHEDULE, 6, split)
+    assert TRACES[0] == compiled  # the restored state has the types of a fresh one
     assert resumed.resumed_at == [3]
     np.testing.assert_allclose(flat(params_split), flat(params_whole), rtol=1e-12)
     np.testing.assert_allclose(resumed.loss, history.loss, rtol=1e-12)
@@ -197,7 +212,7 @@ def test_precision_schedule_is_float32_steps_then_float64_steps():
             switched = trained
             assert _float32_representable(trained)
         assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(trained))
-        assert state.inner.damping.dtype == jnp.float64
+        assert state.inner.radius.dtype == jnp.float64
     assert TRACES[0] == compiled  # one compilation covers both phases
     assert flags == [True] * 4 + [False] * 2
     assert not _float32_representable(trained)

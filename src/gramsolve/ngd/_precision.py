@@ -66,6 +66,13 @@ def _like(new: PyTree[Any], old: PyTree[Any]) -> PyTree[Any]:
     )
 
 
+def _strong(leaf: Any) -> Any:
+    """An integer array without its weak type (as `jnp.array(0)` has)."""
+    if eqx.is_array(leaf) and jnp.issubdtype(leaf.dtype, jnp.integer):
+        return leaf.astype(leaf.dtype)
+    return leaf
+
+
 def _check_float64(tree: PyTree[Any], what: str) -> None:
     narrow = {
         str(leaf.dtype)
@@ -136,6 +143,17 @@ class PrecisionSchedule(AbstractOptimizer):
     DSGNAR also ends its float32 pass early when the trust radius falls below 0.1
     or the damping passes a minimum; here the pass is `float32_steps` steps long.
 
+    **Measured** (`benchmarks/accuracy_frontier.py --float32-steps 10`; DSGNAR's
+    Burgers problem, `Burgers1D(num_interior=8192, num_initial=2048,
+    network="tanh", hidden=(20, 20, 20, 20))`, 40 s per run on a 2-core CPU shared
+    with other work, so rough): float32 steps cost half as much or less, so the
+    early error fell faster. [`gramsolve.ngd.TrustRegion`][]: 7.8 s per step
+    against 13.8 s (all 6 steps in float32), relative $L^2$ after 40 s 0.60 against
+    0.81; [`gramsolve.ngd.DNGD`][]: 2.9 s per step against 5.9 s (10 of 15 steps in
+    float32), 0.25 against 0.89. No run came near $10^{-6}$; what the float32
+    start saves on the way to round-off is for longer runs to show
+    (`benchmarks/schedules.py` sets them side by side).
+
     **Arguments:**
 
     - `optimizer`: the [`gramsolve.ngd.AbstractOptimizer`][] to run.
@@ -178,11 +196,13 @@ class PrecisionSchedule(AbstractOptimizer):
     @over_arrays_init
     def init(self, params: PyTree) -> PrecisionScheduleState:
         _check_float64(params, "parameters")
-        inner = self.optimizer.init(params)
-        # Strongly typed float64 from the start, as every step returns it, so that
-        # the second step does not recompile.
-        inner = cast_floating(inner, jnp.float64)
-        return PrecisionScheduleState(inner, jnp.array(0))
+        # Strongly typed from the start, floats in float64, as every step and every
+        # checkpoint returns them, so that neither the second step nor a resumed run
+        # recompiles.
+        inner = jtu.tree_map(
+            _strong, cast_floating(self.optimizer.init(params), jnp.float64)
+        )
+        return PrecisionScheduleState(inner, jnp.zeros((), jnp.result_type(int)))
 
     @eqx.filter_jit
     @over_arrays_step
