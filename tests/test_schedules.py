@@ -61,7 +61,7 @@ def test_class_weights_follow_the_formula(exponent, epsilon):
         n: np.broadcast_to(np.asarray(residuals[n].weight), (len(values[n]),))
         for n in names
     }
-    # ℓ = ‖w f‖² and c = Σ over entries of w², each entry weighted by its point's w.
+    # ℓ = ‖w f‖², c = Σ of w² over the entries (each weighted by its point's w).
     losses = np.array(
         [np.sum(weights[n][:, None] ** 2 * values[n] ** 2) for n in names]
     )
@@ -236,6 +236,13 @@ def test_precision_schedule_is_float32_steps_then_float64_steps():
         )
     np.testing.assert_allclose(flat(trained), flat(reference), rtol=1e-5, atol=1e-6)
     assert np.isfinite(losses[-1]) and losses[-1] < losses[3]
+
+    # No float32 steps: the wrapped optimizer's step.
+    unscheduled = gs.ngd.PrecisionSchedule(OPTIMIZER, float32_steps=0)
+    trained, _, info = unscheduled.step(RESIDUALS, PARAMS, unscheduled.init(PARAMS))
+    reference, _, _ = OPTIMIZER.step(RESIDUALS, PARAMS, OPTIMIZER.init(PARAMS))
+    np.testing.assert_allclose(flat(trained), flat(reference), rtol=1e-12)
+    assert not info["float32"]
 
 
 def test_cast_floating():

@@ -20,9 +20,10 @@ class AdaptiveClassWeights(eqx.Module):
     its *scale* $c_\gamma = \sum_e w_e^2$, summed over the entries $e$ of
     $r_\gamma$: the loss is $\tfrac12\sum_\gamma c_\gamma\,\overline{f_\gamma^2}$ with
     $\overline{f_\gamma^2}$ the $w^2$-weighted mean square of the unweighted values.
-    A [`gramsolve.PointResidual`][] of weight $\sqrt{c/N}$ has scale $c$ per output
-    component: DSGNAR's class weight in its loss $\sum_\gamma c_\gamma
-    \operatorname{mean}(f_\gamma^2)$. With $\ell_\gamma = \|r_\gamma\|^2$ and
+    A scalar [`gramsolve.PointResidual`][] of weight $\sqrt{c/N}$ has scale $c$:
+    DSGNAR's class weight in its loss $\sum_\gamma c_\gamma
+    \operatorname{mean}(f_\gamma^2)$ (with $d$ components, $c\,d$, as DSGNAR's mean
+    runs over all $N d$ entries). With $\ell_\gamma = \|r_\gamma\|^2$ and
     $\bar\ell$ the mean over the $K$ classes, one update is
 
     $$\tilde c_\gamma = c_\gamma\Big(\frac{\bar\ell}{\ell_\gamma +
@@ -34,10 +35,11 @@ class AdaptiveClassWeights(eqx.Module):
     loss is above the mean loses weight and one below gains it; the fixed point is
     equal weighted losses: the log-ratios between the classes' weighted losses
     shrink by the factor $1 - \alpha$ per update (for $\alpha = 0.05$, 14 updates
-    halve them), besides what the steps themselves change. The normalisation keeps the mean scale at 1, so the loss keeps its
-    overall size. Once every $\ell_\gamma \ll \varepsilon$ the factors are all
-    about $(\bar\ell/\varepsilon)^\alpha$ and the normalisation cancels them: the
-    weights freeze, and near round-off the loss being minimised stops moving.
+    halve them), besides what the steps themselves change. The normalisation keeps
+    the mean scale at 1, so the loss keeps its overall size. Once every
+    $\ell_\gamma \ll \varepsilon$ the factors are all about
+    $(\bar\ell/\varepsilon)^\alpha$ and the normalisation cancels them: the weights
+    freeze, and near round-off the loss being minimised stops moving.
 
     Called as `rule(residuals, params)`, it returns `residuals` with new weights
     (swapped with `eqx.tree_at`: same structure, dtypes and points, so a compiled

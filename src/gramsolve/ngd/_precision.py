@@ -1,4 +1,4 @@
-"""A float32 → float64 precision schedule: the first steps of any optimizer in float32."""
+"""A float32 → float64 precision schedule: any optimizer's first steps in float32."""
 
 from collections.abc import Callable
 from typing import Any

@@ -101,22 +101,22 @@ def train(
     first, after `resample`; for example [`gramsolve.ngd.AdaptiveClassWeights`][]):
     it must return residuals of the same structure, shapes and dtypes; it is called
     once beside the step's compilation, before the clock starts (so that a jitted
-    `reweight` compiles untimed), and its time counts as optimization time. The loss recorded at each step is then under that step's
-    weights.
+    `reweight` compiles untimed), and its time counts as optimization time. The
+    loss recorded at each step is then under that step's weights.
 
     **Checkpoints.** With `checkpoint=PATH`, the run is written to `PATH` (see
     [`gramsolve.ngd.save_checkpoint`][]: atomically, so a kill never leaves a torn
     file) every `checkpoint_every` seconds of wall time (`0` means after every step)
     and at the end: parameters, optimizer state, the residuals' arrays (the current
     points and weights), the random key of `resample`, the step count, the
-    optimization time and the history. Called again with the same `PATH`, `train` resumes where the file
-    left off and runs until the budget is reached, counted from the start of the
-    first run; the result is the same, to round-off, as one uninterrupted run of the
-    same steps. A run that the file shows finished is returned without a step. The
-    other arguments must describe the same run (the same optimizer class, network
-    and point counts; a mismatch raises `ValueError`), and a budget that the saved
-    run has already gone past raises `ValueError` rather than returning parameters
-    trained for longer than asked.
+    optimization time and the history. Called again with the same `PATH`, `train`
+    resumes where the file left off and runs until the budget is reached, counted
+    from the start of the first run; the result is the same, to round-off, as one
+    uninterrupted run of the same steps. A run that the file shows finished is
+    returned without a step. The other arguments must describe the same run (the
+    same optimizer class, network and point counts; a mismatch raises
+    `ValueError`), and a budget that the saved run has already gone past raises
+    `ValueError` rather than returning parameters trained for longer than asked.
 
     **Arguments:**
 
