@@ -5,6 +5,7 @@ from ._checkpoint import (
     load_checkpoint as load_checkpoint,
     save_checkpoint as save_checkpoint,
 )
+from ._class_weights import AdaptiveClassWeights as AdaptiveClassWeights
 from ._damping import (
     AbstractDamping as AbstractDamping,
     ConstantDamping as ConstantDamping,
@@ -30,6 +31,11 @@ from ._optax import (
     LBFGS as LBFGS,
     Optax as Optax,
     OptaxState as OptaxState,
+)
+from ._precision import (
+    cast_floating as cast_floating,
+    PrecisionSchedule as PrecisionSchedule,
+    PrecisionScheduleState as PrecisionScheduleState,
 )
 from ._sketchy import SketchyNGD as SketchyNGD
 from ._spring import SPRING as SPRING

@@ -8,11 +8,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray, PyTree
 from tqdm.auto import tqdm
 
+from .._misc import structure_equal
 from .._residual import AbstractResidual
 from ._base import AbstractOptimizer
 from ._checkpoint import load_checkpoint, save_checkpoint
@@ -80,6 +82,7 @@ def train(
     evaluations: int = 50,
     resample: Callable[[AbstractResidual, PRNGKeyArray], AbstractResidual]
     | None = None,
+    reweight: Callable[[AbstractResidual, PyTree], AbstractResidual] | None = None,
     key: PRNGKeyArray | None = None,
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
@@ -93,21 +96,27 @@ def train(
     `problem.errors` with the network bound) is called about `evaluations` times,
     spread over the budget, and at the end, outside the timed region. `resample`
     draws new points for each step (`resample(residuals, key)`, which should swap the
-    points with `eqx.tree_at` so the step does not recompile).
+    points with `eqx.tree_at` so the step does not recompile). `reweight` adapts the
+    loss between steps (`reweight(residuals, params)`, before every step but the
+    first, after `resample`; for example [`gramsolve.ngd.AdaptiveClassWeights`][]):
+    it must return residuals of the same structure, shapes and dtypes; it is called
+    once beside the step's compilation, before the clock starts (so that a jitted
+    `reweight` compiles untimed), and its time counts as optimization time. The
+    loss recorded at each step is then under that step's weights.
 
     **Checkpoints.** With `checkpoint=PATH`, the run is written to `PATH` (see
     [`gramsolve.ngd.save_checkpoint`][]: atomically, so a kill never leaves a torn
     file) every `checkpoint_every` seconds of wall time (`0` means after every step)
     and at the end: parameters, optimizer state, the residuals' arrays (the current
-    points), the random key of `resample`, the step count, the optimization time and
-    the history. Called again with the same `PATH`, `train` resumes where the file
-    left off and runs until the budget is reached, counted from the start of the
-    first run; the result is the same, to round-off, as one uninterrupted run of the
-    same steps. A run that the file shows finished is returned without a step. The
-    other arguments must describe the same run (the same optimizer class, network
-    and point counts; a mismatch raises `ValueError`), and a budget that the saved
-    run has already gone past raises `ValueError` rather than returning parameters
-    trained for longer than asked.
+    points and weights), the random key of `resample`, the step count, the
+    optimization time and the history. Called again with the same `PATH`, `train`
+    resumes where the file left off and runs until the budget is reached, counted
+    from the start of the first run; the result is the same, to round-off, as one
+    uninterrupted run of the same steps. A run that the file shows finished is
+    returned without a step. The other arguments must describe the same run (the
+    same optimizer class, network and point counts; a mismatch raises
+    `ValueError`), and a budget that the saved run has already gone past raises
+    `ValueError` rather than returning parameters trained for longer than asked.
 
     **Arguments:**
 
@@ -119,6 +128,8 @@ def train(
       numbers, and about how many times to call it.
     - `resample`, `key`: draws new points before each step, from `key` split once per
       step (default `jax.random.PRNGKey(0)`).
+    - `reweight`: adapts the residuals (their weights) from the current parameters
+      before every step but the first.
     - `progress`: show a tqdm progress bar.
     - `checkpoint`, `checkpoint_every`: where and how often to save the run.
 
@@ -199,6 +210,14 @@ def train(
     if not finished():
         start = time.perf_counter()
         jax.block_until_ready(optimizer.step(residuals, params, state))
+        if reweight is not None:
+            reweighted = jax.block_until_ready(reweight(residuals, params))
+            if not _same_structure(reweighted, residuals):
+                raise ValueError(
+                    "train: reweight must return residuals of the same structure, "
+                    "shapes and dtypes (swap arrays with eqx.tree_at), or every step "
+                    "would recompile"
+                )
         history.compile_seconds += time.perf_counter() - start
     if step == 0:
         evaluate_now()
@@ -217,6 +236,8 @@ def train(
         if resample is not None:
             key, subkey = jax.random.split(key)
             residuals = resample(residuals, subkey)
+        if reweight is not None and step > 0:
+            residuals = reweight(residuals, params)
         params, state, info = optimizer.step(residuals, params, state)
         info = jax.device_get(
             {k: info[k] for k in ("loss", "step_size", "damping", "accepted")}
@@ -255,6 +276,17 @@ def train(
     if checkpoint is not None and saved_step != step:
         save()
     return params, history
+
+
+def _same_structure(new: PyTree, old: PyTree) -> bool:
+    """Whether `new` would reuse the step compiled for `old`: the same arrays' shapes
+    and dtypes, and the same non-array leaves."""
+    new_arrays, new_static = eqx.partition(new, eqx.is_array)
+    old_arrays, old_static = eqx.partition(old, eqx.is_array)
+    return (
+        structure_equal(new_arrays, old_arrays)
+        and eqx.tree_equal(new_static, old_static) is True
+    )
 
 
 def summary(history: History) -> dict[str, float]:
