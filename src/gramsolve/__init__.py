@@ -62,6 +62,7 @@ from ._regimes import (
     Nystrom as Nystrom,
     PivotedCholesky as PivotedCholesky,
     Plan as Plan,
+    RecycledFactor as RecycledFactor,
     SketchSolve as SketchSolve,
 )
 from ._residual import AbstractResidual as AbstractResidual

@@ -24,7 +24,9 @@ def _check_method(method: str, where: str) -> None:
         )
 
 
-def _test_matrix(key: PRNGKeyArray, size: int, columns: int, dtype) -> Array:
+def gaussian_test_matrix(
+    key: PRNGKeyArray, size: int, columns: int, dtype
+) -> Float[Array, "size columns"]:
     # The columns of a QR factor of a Gaussian matrix are orthonormal, and its first
     # k columns are the QR factor of the first k Gaussian columns, so the adaptive
     # variant can reuse a prefix of one test matrix at every rank.
@@ -194,10 +196,30 @@ def nystrom(
     _check_method(method, "nystrom")
     check_batch_size(batch_size, "nystrom")
     target, in_structure, size = approximation_target(operator, rank, "nystrom")
-    dtype = tree_dtype(in_structure)
-    test_matrix = _test_matrix(key, size, rank, dtype)
+    test_matrix = gaussian_test_matrix(key, size, rank, tree_dtype(in_structure))
+    return _from_test_matrix(target, in_structure, test_matrix, method, batch_size)
+
+
+def nystrom_from_test_matrix(
+    operator: lx.AbstractLinearOperator,
+    test_matrix: Float[Array, "size rank"],
+    *,
+    method: NystromMethod = "eigh",
+    batch_size: int | None = None,
+) -> LowRank:
+    """[`gramsolve.nystrom`][] with a given orthonormal test matrix instead of a
+    Gaussian one: the sketch of a recycled basis ([`gramsolve.Iterative`][] with
+    `recycle=True`), one step of subspace iteration."""
+    _check_method(method, "nystrom")
+    check_batch_size(batch_size, "nystrom")
+    rank = test_matrix.shape[1]
+    target, in_structure, _ = approximation_target(operator, rank, "nystrom")
+    return _from_test_matrix(target, in_structure, test_matrix, method, batch_size)
+
+
+def _from_test_matrix(target, in_structure, test_matrix, method, batch_size) -> LowRank:
     if batch_size is None:
-        batch_size = automatic_batch_size(target, rank)
+        batch_size = automatic_batch_size(target, test_matrix.shape[1])
     sketch = batched_matvec(target, test_matrix, batch_size)
     factor, shift = _shifted_factor(test_matrix, sketch, method)
     basis, eigenvalues = _factor_eigen(factor, shift, method)
@@ -311,7 +333,7 @@ def adaptive_nystrom(
         batch_size = automatic_batch_size(target, max_rank)
     dtype = tree_dtype(in_structure)
     damping = jnp.asarray(damping, dtype=dtype)
-    test_matrix = _test_matrix(key, size, max_rank, dtype)
+    test_matrix = gaussian_test_matrix(key, size, max_rank, dtype)
     threshold = tolerance * damping
 
     # Carry: the sketch so far (max_rank columns, unused ones zero), the factor of

@@ -7,7 +7,7 @@ import lineax as lx
 from jaxtyping import ArrayLike, Float, PRNGKeyArray, PyTree
 
 from ._misc import check_damping, checked_vector, describe_structure, same_shapes
-from ._regimes import AbstractRegime, Auto, Plan
+from ._regimes import AbstractRegime, Auto, Iterative, Plan, RecycledFactor
 from ._regimes._base import RightHandSide
 from ._solution import Solution
 
@@ -39,6 +39,27 @@ def _default_key(key: PRNGKeyArray | None) -> PRNGKeyArray:
     return jax.random.PRNGKey(0) if key is None else key
 
 
+def _recycles(
+    solver: AbstractRegime, state: Any, recycled: RecycledFactor | None, where: str
+) -> bool:
+    """Whether this solve carries a preconditioner over (`recycled`, or a regime
+    with `recycle=True` and no state to reuse)."""
+    recycling = isinstance(solver, Iterative) and solver.recycle
+    if recycled is None:
+        return recycling and state is None
+    if not recycling:
+        raise ValueError(
+            f"{where}: recycled= needs gs.Iterative(..., recycle=True), got "
+            f"{type(solver).__name__}"
+        )
+    if state is not None:
+        raise ValueError(
+            f"{where}: give state (this Jacobian's factor) or recycled (a previous "
+            "solve's), not both"
+        )
+    return True
+
+
 def _finish(
     value, coefficients, result, numbers, labels, state, throw: bool
 ) -> Solution:
@@ -63,6 +84,7 @@ def solve(
     solver: AbstractRegime = Auto(),
     *,
     state: Any = None,
+    recycled: RecycledFactor | None = None,
     key: PRNGKeyArray | None = None,
     throw: bool = True,
 ) -> Solution:
@@ -81,6 +103,9 @@ def solve(
       [`gramsolve.Iterative`][] or [`gramsolve.SketchSolve`][].
     - `state`: a previous `Solution.state` for the same Jacobian and damping, to reuse
       its factorisation or preconditioner (geodesic acceleration, SPRING).
+    - `recycled`: the [`gramsolve.RecycledFactor`][] of a previous solve at other
+      parameters (`solution.state.recycled`), for a [`gramsolve.Iterative`][]
+      regime with `recycle=True`; `None` (default) starts afresh.
     - `key`: randomness for sketches (default `jax.random.PRNGKey(0)`).
     - `throw`: raise at run time when the solve fails (as lineax does); with
       `throw=False` check `Solution.result` instead.
@@ -98,6 +123,10 @@ def solve(
     """
     residual = _check_rhs(jacobian, residual, "residual")
     check_damping(damping, "solve")
+    if _recycles(solver, state, recycled, "solve"):
+        return _recycled_solve(
+            solver, jacobian, damping, "residual", residual, recycled, key, throw
+        )
     if state is None:
         state = solver.init(jacobian, damping, "residual", _default_key(key))
     value, coefficients, result, numbers, labels = solver.solve(state, residual)
@@ -111,6 +140,7 @@ def gramian_solve(
     solver: AbstractRegime = Auto(),
     *,
     state: Any = None,
+    recycled: RecycledFactor | None = None,
     key: PRNGKeyArray | None = None,
     throw: bool = True,
 ) -> Solution:
@@ -132,6 +162,8 @@ def gramian_solve(
       [`gramsolve.SketchSolve`][].
     - `state`: a previous `Solution.state` for the same Jacobian and damping, to reuse
       its factorisation or preconditioner.
+    - `recycled`: a previous solve's [`gramsolve.RecycledFactor`][], as for
+      [`gramsolve.solve`][].
     - `key`: randomness for sketches (default `jax.random.PRNGKey(0)`).
     - `throw`: raise at run time when the solve fails; with `throw=False` check
       `Solution.result` instead. Default `True`.
@@ -150,9 +182,31 @@ def gramian_solve(
     """
     gradient = _check_rhs(jacobian, gradient, "parameter")
     check_damping(damping, "gramian_solve")
+    if _recycles(solver, state, recycled, "gramian_solve"):
+        return _recycled_solve(
+            solver, jacobian, damping, "parameter", gradient, recycled, key, throw
+        )
     if state is None:
         state = solver.init(jacobian, damping, "parameter", _default_key(key))
     value, result, numbers, labels = solver.gramian_solve(state, gradient)
+    return _finish(value, None, result, numbers, labels, state, throw)
+
+
+def _recycled_solve(
+    solver: Iterative,
+    jacobian,
+    damping,
+    rhs: RightHandSide,
+    vector,
+    recycled,
+    key,
+    throw,
+) -> Solution:
+    if recycled is None:
+        recycled = solver.init_recycled(jacobian.in_structure())
+    state, value, result, numbers, labels = solver.recycled_solve(
+        jacobian, damping, rhs, vector, recycled, _default_key(key)
+    )
     return _finish(value, None, result, numbers, labels, state, throw)
 
 

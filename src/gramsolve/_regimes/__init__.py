@@ -9,4 +9,5 @@ from ._preconditioners import (
     Nystrom as Nystrom,
     PivotedCholesky as PivotedCholesky,
 )
+from ._recycled import RecycledFactor as RecycledFactor
 from ._sketch import SketchSolve as SketchSolve, SketchState as SketchState

@@ -13,6 +13,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree, Scalar
 
 from .._jacobian import JacobianOperator
 from .._misc import half_squared_norm, tree_dot
+from .._regimes import AbstractRegime, Iterative, RecycledFactor
 from .._regimes._base import all_finite
 from .._residual import AbstractResidual
 from .._solution import Solution
@@ -51,6 +52,9 @@ class NGDState(eqx.Module):
       ([`gramsolve.ngd.SPRING`][]); `None` otherwise.
     - `step_size`: the step size accepted last (NaN before the first), where the
       windowed [`gramsolve.ngd.GridLineSearch`][] starts.
+    - `recycled`: the preconditioner a [`gramsolve.Iterative`][] solver with
+      `recycle=True` carries to the next step (a [`gramsolve.RecycledFactor`][]);
+      `None` for every other solver.
     """
 
     damping: Float[Array, ""]
@@ -62,6 +66,7 @@ class NGDState(eqx.Module):
     step_size: Float[Array, ""] = eqx.field(
         default_factory=lambda: jnp.asarray(jnp.nan, jnp.result_type(float))
     )
+    recycled: RecycledFactor | None = None
 
 
 class AbstractOptimizer(eqx.Module):
@@ -161,6 +166,7 @@ def line_search_update(
         key,
         state.momentum,
         jnp.where(accepted, eta.astype(state.step_size.dtype), state.step_size),
+        next_recycled(state, solution),
     )
     info = {
         "loss": jnp.where(accepted, trial_loss, loss),
@@ -173,10 +179,29 @@ def line_search_update(
     return new_params, new_state, info
 
 
-def initial_state(damping_rule: AbstractDamping, seed: int, momentum=None) -> NGDState:
+def initial_state(
+    damping_rule: AbstractDamping,
+    seed: int,
+    momentum=None,
+    *,
+    solver: AbstractRegime | None = None,
+    params: PyTree[Array] | None = None,
+) -> NGDState:
+    """The first state; with a recycling `solver`, the empty factor for `params`, so
+    that the state has its final structure from the start (no recompilation after
+    the first step, and checkpoints that load into a fresh `init`)."""
+    recycled = None
+    if isinstance(solver, Iterative) and solver.recycle:
+        recycled = solver.init_recycled(params)
     return NGDState(
         damping=damping_rule.init(),
         count=jnp.array(0),
         key=jax.random.PRNGKey(seed),
         momentum=momentum,
+        recycled=recycled,
     )
+
+
+def next_recycled(state: NGDState, solution: Solution) -> RecycledFactor | None:
+    """The factor the next step's solve starts from (when the state carries one)."""
+    return None if state.recycled is None else solution.state.recycled

@@ -9,7 +9,7 @@ import jax.tree_util as jtu
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from .._jacobian import JacobianOperator
-from .._regimes import AbstractRegime, Auto
+from .._regimes import AbstractRegime, Auto, RecycledFactor
 from .._residual import AbstractResidual
 from .._solution import Solution
 from .._solve import solve
@@ -22,6 +22,7 @@ def natural_gradient(
     solver: AbstractRegime = Auto(),
     *,
     key: PRNGKeyArray | None = None,
+    recycled: RecycledFactor | None = None,
 ) -> tuple[JacobianOperator, Solution]:
     r"""Linearise `residuals` at `params` and solve for the natural-gradient direction
     $d = (J^\top J + \lambda I)^{-1} J^\top r$. Returns the Jacobian (reuse it for
@@ -36,6 +37,9 @@ def natural_gradient(
     - `damping`: $\lambda \ge 0$.
     - `solver`: the regime. Default [`gramsolve.Auto`][]`()`.
     - `key`: randomness for sketches (default `jax.random.PRNGKey(0)`).
+    - `recycled`: a previous solve's [`gramsolve.RecycledFactor`][], for a
+      [`gramsolve.Iterative`][] solver with `recycle=True` (see
+      [`gramsolve.solve`][]); `None` (default) starts afresh.
 
     **Returns:**
 
@@ -51,7 +55,13 @@ def natural_gradient(
     """
     jacobian = JacobianOperator(residuals, params)
     solution = solve(
-        jacobian, jacobian.residual_value, damping, solver, key=key, throw=False
+        jacobian,
+        jacobian.residual_value,
+        damping,
+        solver,
+        key=key,
+        recycled=recycled,
+        throw=False,
     )
     return jacobian, solution
 
@@ -128,6 +138,7 @@ def spring_direction(
     *,
     state: Any = None,
     key: PRNGKeyArray | None = None,
+    recycled: RecycledFactor | None = None,
 ) -> tuple[PyTree[Array], Solution]:
     r"""SPRING's momentum direction (Goldshlager, Abrahamsen, Lin; for PINNs
     Guzmán-Cordero et al.):
@@ -149,6 +160,8 @@ def spring_direction(
     - `state`: a previous `Solution.state` for the same Jacobian and damping, or
       `None` (default). Keyword-only.
     - `key`: randomness for sketches (default `jax.random.PRNGKey(0)`). Keyword-only.
+    - `recycled`: a previous solve's [`gramsolve.RecycledFactor`][] (see
+      [`gramsolve.solve`][]), or `None` (default). Keyword-only.
 
     **Returns:**
 
@@ -161,7 +174,16 @@ def spring_direction(
     rhs = jtu.tree_map(
         lambda r, c: r - momentum.astype(r.dtype) * c, residual, correction
     )
-    solution = solve(jacobian, rhs, damping, solver, state=state, key=key, throw=False)
+    solution = solve(
+        jacobian,
+        rhs,
+        damping,
+        solver,
+        state=state,
+        recycled=recycled,
+        key=key,
+        throw=False,
+    )
     direction = jtu.tree_map(
         lambda p, s: momentum.astype(p.dtype) * p + s, previous, solution.value
     )

@@ -19,7 +19,7 @@ from ._base import (
 from ._damping import AbstractDamping
 from ._directions import geodesic_acceleration, natural_gradient
 from ._line_search import AbstractLineSearch, GridLineSearch
-from ._model import over_arrays_step
+from ._model import over_arrays_init, over_arrays_step
 
 
 class DNGD(AbstractOptimizer):
@@ -68,15 +68,21 @@ class DNGD(AbstractOptimizer):
         if self.acceleration_ratio <= 0:
             raise ValueError("DNGD: acceleration_ratio must be positive")
 
+    @over_arrays_init
     def init(self, params: PyTree) -> NGDState:
-        return initial_state(self.damping, self.seed)
+        return initial_state(self.damping, self.seed, solver=self.solver, params=params)
 
     @eqx.filter_jit
     @over_arrays_step
     def step(self, residuals: AbstractResidual, params: PyTree, state: NGDState):
         key, sketch_key = jax.random.split(state.key)
         jacobian, solution = natural_gradient(
-            residuals, params, state.damping, self.solver, key=sketch_key
+            residuals,
+            params,
+            state.damping,
+            self.solver,
+            key=sketch_key,
+            recycled=state.recycled,
         )
         direction = solution.value
         acceleration = geodesic_acceleration(

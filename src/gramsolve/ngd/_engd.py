@@ -17,7 +17,7 @@ from ._base import (
 from ._damping import AbstractDamping
 from ._directions import natural_gradient
 from ._line_search import AbstractLineSearch, GridLineSearch
-from ._model import over_arrays_step
+from ._model import over_arrays_init, over_arrays_step
 
 
 class ENGD(AbstractOptimizer):
@@ -58,15 +58,21 @@ class ENGD(AbstractOptimizer):
     line_search: AbstractLineSearch = GridLineSearch()
     seed: int = 0
 
+    @over_arrays_init
     def init(self, params: PyTree) -> NGDState:
-        return initial_state(self.damping, self.seed)
+        return initial_state(self.damping, self.seed, solver=self.solver, params=params)
 
     @eqx.filter_jit
     @over_arrays_step
     def step(self, residuals: AbstractResidual, params: PyTree, state: NGDState):
         key, sketch_key = jax.random.split(state.key)
         jacobian, solution = natural_gradient(
-            residuals, params, state.damping, self.solver, key=sketch_key
+            residuals,
+            params,
+            state.damping,
+            self.solver,
+            key=sketch_key,
+            recycled=state.recycled,
         )
         direction = solution.value
 

@@ -13,6 +13,7 @@ from ._base import (
     AbstractOptimizer,
     as_damping,
     initial_state,
+    next_recycled,
     NGDState,
     residual_loss,
     tree_axpy,
@@ -81,7 +82,9 @@ class SPRING(AbstractOptimizer):
     @over_arrays_init
     def init(self, params: PyTree) -> NGDState:
         zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return initial_state(self.damping, self.seed, momentum=zeros)
+        return initial_state(
+            self.damping, self.seed, momentum=zeros, solver=self.solver, params=params
+        )
 
     @eqx.filter_jit
     @over_arrays_step
@@ -97,6 +100,7 @@ class SPRING(AbstractOptimizer):
             state.damping,
             self.solver,
             key=sketch_key,
+            recycled=state.recycled,
         )
         norm = tree_two_norm(direction)
         eta = jnp.minimum(self.learning_rate, jnp.sqrt(self.norm_constraint) / norm)
@@ -110,6 +114,7 @@ class SPRING(AbstractOptimizer):
             key=key,
             momentum=tree_where(accepted, direction, zeros),
             step_size=state.step_size,
+            recycled=next_recycled(state, solution),
         )
         info = {
             "loss": jnp.where(accepted, new_loss, loss),
