@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -115,6 +116,21 @@ def test_resumed_run_equals_uninterrupted(tmp_path, name):
     assert again.steps == 6 and again.resumed_at == [3, 6]
     with pytest.raises(ValueError, match="past the budget"):
         run(optimizer, 4, checkpoint=path)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_loaded_state_has_the_types_of_a_fresh_one(tmp_path, name):
+    # A weakly typed leaf (`jnp.array(0)`) comes back strongly typed from a file, and
+    # a jitted step would compile again for the resumed run.
+    state = OPTIMIZERS[name].init(PARAMS)
+    gs.ngd.save_checkpoint(tmp_path / "state.eqx", state, {})
+    loaded, _ = gs.ngd.load_checkpoint(tmp_path / "state.eqx", state)
+
+    def types(tree):
+        leaves = jax.tree_util.tree_leaves(tree)
+        return [(x.shape, x.dtype, x.weak_type) for x in leaves if eqx.is_array(x)]
+
+    assert types(loaded) == types(state)
 
 
 def test_resume_refuses_another_run(tmp_path):

@@ -195,7 +195,7 @@ def initial_state(
         recycled = solver.init_recycled(params)
     return NGDState(
         damping=damping_rule.init(),
-        count=jnp.array(0),
+        count=jnp.zeros((), int),
         key=jax.random.PRNGKey(seed),
         momentum=momentum,
         recycled=recycled,

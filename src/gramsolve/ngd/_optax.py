@@ -94,7 +94,7 @@ class Optax(AbstractOptimizer):
     def init(self, params: PyTree) -> OptaxState:
         with _optax_promotion():
             optax_state = self.transformation.init(params)
-        return OptaxState(_strong(optax_state), jnp.array(0))
+        return OptaxState(_strong(optax_state), jnp.zeros((), int))
 
     @eqx.filter_jit
     @over_arrays_step
