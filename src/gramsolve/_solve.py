@@ -200,4 +200,5 @@ def plan(
         (estimate,),
         solver,
         "chosen by the caller",
+        candidates=(solver,),
     )

@@ -7,15 +7,14 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import lineax as lx
-from jaxtyping import Array, PyTree
+from jaxtyping import Array, Int, PyTree
 
 from .._cg import CG
 from .._cost import (
     current_machine,
+    krylov_flops,
     linearisation_bytes,
-    MATVEC_FLOPS_PER_ENTRY,
     PRECONDITIONED_ITERATIONS,
-    SKETCH_FLOPS_PER_ENTRY,
 )
 from .._minres import MINRES
 from ._base import (
@@ -38,7 +37,8 @@ class IterativeState(eqx.Module):
     jacobian: lx.AbstractLinearOperator
     gramian: lx.AbstractLinearOperator
     preconditioner: lx.AbstractLinearOperator | None
-    rank: int = eqx.field(static=True)
+    # An array: Nystrom(rank="auto") reaches its rank at run time.
+    rank: Int[Array, ""]
     space: Space = eqx.field(static=True)
 
 
@@ -140,7 +140,9 @@ class Iterative(AbstractSpaceRegime):
             preconditioner, rank = self.preconditioner.build(
                 gramian, gramian.damping, key
             )
-        return IterativeState(jacobian, gramian, preconditioner, rank, space)
+        return IterativeState(
+            jacobian, gramian, preconditioner, jnp.asarray(rank), space
+        )
 
     def _labels(self, state: IterativeState) -> dict[str, str]:
         label = "none" if self.preconditioner is None else self.preconditioner.label
@@ -203,11 +205,7 @@ class Iterative(AbstractSpaceRegime):
             if self.preconditioner is not None
             else min(size, self.max_steps)
         )
-        flops = (
-            iterations * MATVEC_FLOPS_PER_ENTRY * m * n
-            + rank * SKETCH_FLOPS_PER_ENTRY * m * n
-            + 4 * rank * rank * size
-        )
+        flops = krylov_flops(m, n, size, iterations, rank)
         memory = (
             2 * linearisation_bytes(m, n, itemsize)
             + (3 * rank * size + rank * rank + 8 * (m + n)) * itemsize
