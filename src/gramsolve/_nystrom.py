@@ -249,7 +249,9 @@ def adaptive_nystrom(
     rank actually reached is the number of leading columns whose eigenvalues came
     from the accepted sketch; the remaining columns complete the basis
     orthonormally with eigenvalue zero, which every gramsolve formula treats as
-    absent (`jnp.sum(lowrank.eigenvalues > 0)` bounds the reached rank from below).
+    absent (`jnp.sum(lowrank.eigenvalues > 0)` bounds the reached rank from below;
+    [`gramsolve.Nystrom`][]`(rank="auto")` in a regime reports it exactly, as
+    `stats["rank"]`).
     Under `vmap` a `lax.cond` evaluates both branches, so batched calls pay for all
     stages. Outside `jit`, a compact factor of the reached rank is
     `gs.nystrom(operator, rank, key=key)` with that rank.
