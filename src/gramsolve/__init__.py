@@ -17,6 +17,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from . import ngd as ngd, pde as pde, problems as problems
 from ._cg import CG as CG
+from ._effective_dimension import (
+    effective_dimension as effective_dimension,
+    EffectiveDimension as EffectiveDimension,
+)
 from ._feinn import FEInterpolatedResidual as FEInterpolatedResidual
 from ._function_residual import FunctionResidual as FunctionResidual
 from ._gramian import (
@@ -92,6 +96,7 @@ __all__ = [
     "Dense",
     "DenseMetric",
     "DiagonalMetric",
+    "EffectiveDimension",
     "FEInterpolatedResidual",
     "FunctionResidual",
     "InverseGram",
@@ -116,6 +121,7 @@ __all__ = [
     "VariationalResidual",
     "Whitened",
     "adaptive_nystrom",
+    "effective_dimension",
     "gramian_solve",
     "metric_features",
     "ngd",

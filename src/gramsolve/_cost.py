@@ -124,6 +124,17 @@ def sketch_batch_size(operator: lx.AbstractLinearOperator, count: int) -> int:
     return int(min(count, max(1, fitting)))
 
 
+def krylov_flops(m: int, n: int, size: int, iterations: int, rank: int) -> float:
+    """GEMM-flop equivalents of a Krylov solve in a `size`-dimensional space:
+    `iterations` Gramian products, the `rank` products of a preconditioner's sketch,
+    and its dense factorisation."""
+    return (
+        iterations * MATVEC_FLOPS_PER_ENTRY * m * n
+        + rank * SKETCH_FLOPS_PER_ENTRY * m * n
+        + 4 * rank * rank * size
+    )
+
+
 def format_bytes(count: int | float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(count) < 1024 or unit == "TB":

@@ -1,13 +1,14 @@
 """Randomized Nyström approximation of a positive semidefinite operator, fixed or
 adaptive rank."""
 
+from collections.abc import Callable
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from ._cost import sketch_batch_size
 from ._lowrank import approximation_target, eigen_from_factor, LowRank
@@ -270,7 +271,9 @@ def adaptive_nystrom(
     rank actually reached is the number of leading columns whose eigenvalues came
     from the accepted sketch; the remaining columns complete the basis
     orthonormally with eigenvalue zero, which every gramsolve formula treats as
-    absent (`jnp.sum(lowrank.eigenvalues > 0)` bounds the reached rank from below).
+    absent (`jnp.sum(lowrank.eigenvalues > 0)` bounds the reached rank from below;
+    [`gramsolve.Nystrom`][]`(rank="auto")` in a regime reports it exactly, as
+    `stats["rank"]`).
     Under `vmap` a `lax.cond` evaluates both branches, so batched calls pay for all
     stages. Outside `jit`, a compact factor of the reached rank is
     `gs.nystrom(operator, rank, key=key)` with that rank.
@@ -316,47 +319,100 @@ def adaptive_nystrom(
     )
     if initial_rank is None:
         initial_rank = max(1, max_rank // 16)
-    if isinstance(initial_rank, bool) or not isinstance(initial_rank, int):
-        raise TypeError(
-            f"adaptive_nystrom: initial_rank must be an int, got {initial_rank!r}"
-        )
-    if not 1 <= initial_rank <= max_rank:
-        raise ValueError(
-            "adaptive_nystrom: initial_rank must be between 1 and max_rank "
-            f"({max_rank}), got {initial_rank}"
-        )
+    check_initial_rank(initial_rank, max_rank, "adaptive_nystrom")
     if not tolerance > 0:
         raise ValueError(
             f"adaptive_nystrom: tolerance must be positive, got {tolerance}"
         )
+    lowrank, _ = doubling_nystrom(
+        target,
+        in_structure,
+        size,
+        smallest_below(tolerance * jnp.asarray(damping, tree_dtype(in_structure))),
+        key=key,
+        initial_rank=initial_rank,
+        max_rank=max_rank,
+        method=method,
+        batch_size=batch_size,
+    )
+    return lowrank
+
+
+def check_initial_rank(initial_rank: int, max_rank: int, where: str) -> None:
+    if isinstance(initial_rank, bool) or not isinstance(initial_rank, int):
+        raise TypeError(f"{where}: initial_rank must be an int, got {initial_rank!r}")
+    if not 1 <= initial_rank <= max_rank:
+        raise ValueError(
+            f"{where}: initial_rank must be between 1 and max_rank "
+            f"({max_rank}), got {initial_rank}"
+        )
+
+
+def smallest_below(
+    threshold: Float[Array, ""],
+) -> Callable[[Float[Array, " k"]], Bool[Array, ""]]:
+    """The stopping rule of [`gramsolve.adaptive_nystrom`][]: the smallest kept
+    eigenvalue is at most `threshold`."""
+
+    def accept(eigenvalues: Float[Array, " k"]) -> Bool[Array, ""]:
+        return jnp.min(eigenvalues) <= threshold
+
+    return accept
+
+
+def doubling_nystrom(
+    target: lx.AbstractLinearOperator,
+    in_structure: PyTree[jax.ShapeDtypeStruct],
+    size: int,
+    accept: Callable[[Float[Array, " k"]], Bool[Array, ""]],
+    *,
+    key: PRNGKeyArray,
+    initial_rank: int,
+    max_rank: int,
+    method: NystromMethod,
+    batch_size: int | None,
+) -> tuple[LowRank, Int[Array, ""]]:
+    """Nyström sketches of ranks `initial_rank`, twice that, ..., `max_rank`, stopping
+    at the first whose eigenvalues (unordered, shift removed) `accept` takes; the
+    factor of the accepted sketch padded to `max_rank` columns, and its rank.
+
+    `target` is the checked operator of `approximation_target`. Shapes are static:
+    each size is a traced stage behind a `lax.cond` that skips it (and its matvecs)
+    once a sketch was accepted, and every size reuses the test vectors and products
+    of the previous one."""
     if batch_size is None:
         batch_size = automatic_batch_size(target, max_rank)
     dtype = tree_dtype(in_structure)
-    damping = jnp.asarray(damping, dtype=dtype)
     test_matrix = gaussian_test_matrix(key, size, max_rank, dtype)
-    threshold = tolerance * damping
 
     # Carry: the sketch so far (max_rank columns, unused ones zero), the factor of
-    # the accepted sketch padded with zero columns, its shift, and whether done.
+    # the accepted sketch padded with zero columns, its shift, its rank, and whether
+    # it was accepted.
     sketch = jnp.zeros((size, max_rank), dtype)
     factor = jnp.zeros((size, max_rank), dtype)
-    carry = (sketch, factor, jnp.zeros((), dtype), jnp.array(False))
+    carry = (
+        sketch,
+        factor,
+        jnp.zeros((), dtype),
+        jnp.asarray(0),
+        jnp.array(False),
+    )
     previous = 0
     for rank in _rank_schedule(initial_rank, max_rank):
 
         def stage(carry, start=previous, stop=rank):
-            sketch, _, _, _ = carry
+            sketch = carry[0]
             new_columns = batched_matvec(target, test_matrix[:, start:stop], batch_size)
             sketch = jax.lax.dynamic_update_slice(sketch, new_columns, (0, start))
             stage_factor, shift = _shifted_factor(
                 test_matrix[:, :stop], sketch[:, :stop], method
             )
-            smallest = jnp.min(_factor_values(stage_factor, shift, method))
+            accepted = accept(_factor_values(stage_factor, shift, method))
             padded = jnp.zeros((size, max_rank), dtype).at[:, :stop].set(stage_factor)
-            return sketch, padded, shift, smallest <= threshold
+            return sketch, padded, shift, jnp.asarray(stop), accepted
 
-        carry = jax.lax.cond(carry[3], lambda c: c, stage, carry)
+        carry = jax.lax.cond(carry[4], lambda c: c, stage, carry)
         previous = rank
-    _, factor, shift, _ = carry
+    _, factor, shift, reached, _ = carry
     basis, eigenvalues = _factor_eigen(factor, shift, method)
-    return LowRank(basis, eigenvalues, in_structure)
+    return LowRank(basis, eigenvalues, in_structure), reached

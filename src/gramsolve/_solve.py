@@ -254,4 +254,5 @@ def plan(
         (estimate,),
         solver,
         "chosen by the caller",
+        candidates=(solver,),
     )

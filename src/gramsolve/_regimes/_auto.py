@@ -1,4 +1,5 @@
-"""Auto: choose the space and the regime from the sizes and a memory budget."""
+"""Auto: choose the space and the regime from the sizes, a memory budget and, when
+given, an estimate of the Gramian's spectrum."""
 
 import math
 from typing import Any
@@ -14,7 +15,9 @@ from .._cost import (
     DEFAULT_BUDGET_FRACTION,
     format_bytes,
     format_seconds,
+    krylov_flops,
 )
+from .._effective_dimension import EffectiveDimension
 from ._base import AbstractRegime, Estimate, RightHandSide, sizes, smaller_space
 from ._dense import Dense
 from ._iterative import Iterative
@@ -36,6 +39,11 @@ class Plan(eqx.Module):
     - `choice`: the regime chosen (a [`gramsolve.Dense`][] or
       [`gramsolve.Iterative`][]).
     - `reason`: why, in words.
+    - `spectrum`: the [`gramsolve.EffectiveDimension`][] the iterative candidates
+      were planned with (at the planned damping), or `None` when the plan is from
+      the sizes alone.
+    - `candidates`: the regimes behind `estimates`, in the same order (to force
+      another candidate: `gs.solve(..., solver=plan.candidates[i])`).
     """
 
     m: int = eqx.field(static=True)
@@ -46,6 +54,8 @@ class Plan(eqx.Module):
     estimates: tuple[Estimate, ...] = eqx.field(static=True)
     choice: AbstractRegime = eqx.field(static=True)
     reason: str = eqx.field(static=True)
+    spectrum: EffectiveDimension | None = eqx.field(default=None, static=True)
+    candidates: tuple[AbstractRegime, ...] = eqx.field(default=(), static=True)
 
     def __str__(self) -> str:
         lines = [
@@ -63,6 +73,8 @@ class Plan(eqx.Module):
                 f"  {estimate.regime:<44} {format_seconds(estimate.seconds):>10} "
                 f"{format_bytes(estimate.memory_bytes):>12}  {estimate.detail}{fits}"
             )
+        if self.spectrum is not None:
+            lines += ["", f"spectrum: {self.spectrum}"]
         lines += ["", f"choice: {self.choice}", f"why: {self.reason}"]
         return "\n".join(lines)
 
@@ -96,19 +108,34 @@ class Auto(AbstractRegime):
     ([`gramsolve.plan`][]).
 
     Candidates: [`gramsolve.Dense`][] in either space and [`gramsolve.Iterative`][]
-    (Nyström-preconditioned CG, rank $\min(\text{max\_rank}, \text{size})$) in either
-    space. Each gets a time estimate (dense-matrix flops plus Jacobian products at a
-    per-entry cost measured on PINN residuals) and a memory estimate; Auto takes the
-    fastest one whose memory fits `memory_budget` (bytes; default `budget_fraction`
-    of the device's memory, or of the host's RAM on CPU). Dense wins while the Gram
-    matrix is small (the Benchmarks page of the documentation shows where the
-    crossover lies); matrix-free wins for large or memory-bound problems. For [`gramsolve.gramian_solve`][] only parameter-space
-    regimes are considered (the residual-space Woodbury form loses accuracy as
-    $\epsilon/\lambda$). With a concrete damping of zero the iterative candidates use
-    MINRES.
+    (Nyström-preconditioned CG) in either space. Each gets a time estimate
+    (dense-matrix flops plus Jacobian products at a per-entry cost measured on PINN
+    residuals) and a memory estimate; Auto takes the fastest one whose memory fits
+    `memory_budget` (bytes; default `budget_fraction` of the device's memory, or of
+    the host's RAM on CPU). Dense wins while the Gram matrix is small (the Benchmarks
+    page of the documentation shows where the crossover lies); matrix-free wins for
+    large or memory-bound problems. For [`gramsolve.gramian_solve`][] only
+    parameter-space regimes are considered (the residual-space Woodbury form loses
+    accuracy as $\epsilon/\lambda$). With a concrete damping of zero the iterative
+    candidates use MINRES.
 
-    The choice is made when the solve is traced, from static shapes only, so it costs
-    nothing at run time and never recompiles.
+    From the sizes alone, the iterative candidates assume a preconditioner of rank
+    $\min(\text{max\_rank}, \text{size})$ and a typical iteration count. With
+    `spectrum`, an [`gramsolve.EffectiveDimension`][] of the Gramian (either space's:
+    $JJ^\top$ and $J^\top J$ have the same non-zero eigenvalues), they take, up to
+    `max_rank`, the Nyström rank $k$ that minimises the predicted time: $k$ sketch
+    products plus the predicted CG iterations
+    ([`EffectiveDimension.predicted_iterations`][gramsolve.EffectiveDimension.predicted_iterations])
+    times one product each. A small effective dimension at the damping makes the
+    matrix-free solve cheap; one that approaches the size needs a rank, or
+    iterations, that cost more than forming the Gram matrix, and Dense wins. The
+    spectrum is moved to the damping of the plan when that is a concrete positive
+    number, and used at its own damping otherwise (a traced damping under `jit`).
+
+    The choice is made when the solve is traced, from static shapes and the static
+    `spectrum` only, so it costs nothing at run time and never recompiles. Compute
+    the spectrum once, outside `jit` (it is a sketch of the Gramian at some
+    parameters), and renew it when the damping or the spectrum moves far.
 
     **Arguments:**
 
@@ -121,6 +148,9 @@ class Auto(AbstractRegime):
     - `rtol`: the relative tolerance of the iterative candidates, `None` (default) for
       $\sqrt{\epsilon}$ of the dtype.
     - `max_steps`: the iteration limit of the iterative candidates. Default 1000.
+    - `spectrum`: a [`gramsolve.EffectiveDimension`][] from
+      [`gramsolve.effective_dimension`][], or `None` (default) to plan from the
+      sizes alone.
 
     !!! Example
 
@@ -128,6 +158,9 @@ class Auto(AbstractRegime):
         print(gs.plan(J, 1e-10))              # what Auto would do, and why
         solution = gs.solve(J, r, 1e-10)      # solver=gs.Auto() by default
         solution.stats["method"]
+        K = gs.ResidualGramian(J, 1e-10)
+        spectrum = gs.effective_dimension(K, 1e-10, key=jax.random.PRNGKey(0))
+        print(gs.plan(J, 1e-10, gs.Auto(spectrum=spectrum)))  # rank, iterations
         ```
     """
 
@@ -136,6 +169,7 @@ class Auto(AbstractRegime):
     max_rank: int = 200
     rtol: float | None = None
     max_steps: int = 1000
+    spectrum: EffectiveDimension | None = None
 
     def __check_init__(self):
         if self.memory_budget is not None and self.memory_budget <= 0:
@@ -148,6 +182,13 @@ class Auto(AbstractRegime):
             )
         if self.max_rank <= 0:
             raise ValueError(f"Auto: max_rank must be positive, got {self.max_rank}")
+        if self.spectrum is not None and not isinstance(
+            self.spectrum, EffectiveDimension
+        ):
+            raise TypeError(
+                "Auto: spectrum must be a gs.EffectiveDimension (from "
+                f"gs.effective_dimension) or None, got {type(self.spectrum).__name__}"
+            )
 
     def budget(self, itemsize: int) -> int:
         if self.memory_budget is not None:
@@ -165,18 +206,99 @@ class Auto(AbstractRegime):
             max_steps=self.max_steps,
         )
 
+    def _spectrum_at(self, m: int, n: int, damping: Any) -> EffectiveDimension | None:
+        """The spectrum at the damping of the plan, or `None` where it says
+        nothing (no spectrum, or a concrete zero damping)."""
+        if self.spectrum is None:
+            return None
+        if self.spectrum.size not in (m, n):
+            raise ValueError(
+                f"Auto: the spectrum is of an operator of size {self.spectrum.size}, "
+                f"but the Jacobian's Gramians have sizes m = {m} and n = {n}"
+            )
+        if damping is None or isinstance(damping, jax.core.Tracer):
+            return self.spectrum
+        value = float(np.asarray(damping))
+        return None if value == 0 else self.spectrum.at(value)
+
+    def _spectral_iterative(
+        self,
+        jacobian: lx.AbstractLinearOperator,
+        rhs: RightHandSide,
+        space: str,
+        method: str,
+        spectrum: EffectiveDimension,
+        max_rank: int,
+    ) -> tuple[Iterative, Estimate, int]:
+        """The iterative candidate in `space` with the Nyström rank (at most
+        `max_rank`, 0 for none) of least predicted time, its estimate and its
+        predicted iterations."""
+        m, n, dtype = sizes(jacobian)
+        size = m if space == "residual" else n
+        rtol = math.sqrt(float(np.finfo(dtype).eps)) if self.rtol is None else self.rtol
+
+        def iterations(rank: int) -> int:
+            if rtol <= 0:  # no relative tolerance: CG runs to its limit
+                return self.max_steps
+            if rtol >= 1:  # the zero initial guess already satisfies it
+                return 1
+            return spectrum.predicted_iterations(rank, rtol, self.max_steps)
+
+        # Past the sketch the prediction stops improving, so no larger rank wins.
+        ranks = range(min(max_rank, size, spectrum.rank) + 1)
+        rank = min(ranks, key=lambda k: krylov_flops(m, n, size, iterations(k), k))
+        predicted = iterations(rank)
+        candidate = self._iterative(space, size, method, rank=rank)
+        memory = candidate.estimate(jacobian, rhs)
+        flops = krylov_flops(m, n, size, predicted, rank)
+        machine = current_machine(dtype.itemsize)
+        label = f"nystrom rank {rank}" if rank > 0 else "none"
+        estimate = Estimate(
+            regime=memory.regime,
+            seconds=flops / machine.flops_per_second,
+            memory_bytes=memory.memory_bytes,
+            detail=f"~{predicted} iterations (from the spectrum), "
+            f"preconditioner {label}",
+        )
+        return candidate, estimate, predicted
+
+    def _candidate(
+        self, jacobian, rhs, space, method, spectrum, rank=None
+    ) -> tuple[Iterative, Estimate, int | None]:
+        """An iterative candidate, its estimate, and its iterations when they are
+        predicted from the spectrum."""
+        m, n, _ = sizes(jacobian)
+        size = m if space == "residual" else n
+        if spectrum is None:
+            candidate = self._iterative(space, size, method, rank=rank)
+            return candidate, candidate.estimate(jacobian, rhs), None
+        max_rank = self.max_rank if rank is None else rank
+        return self._spectral_iterative(
+            jacobian, rhs, space, method, spectrum, max_rank
+        )
+
     def plan(
         self,
         jacobian: lx.AbstractLinearOperator,
         rhs: RightHandSide,
         damping: Any = None,
     ) -> Plan:
+        return self._plan(jacobian, rhs, damping)[0]
+
+    def _plan(
+        self,
+        jacobian: lx.AbstractLinearOperator,
+        rhs: RightHandSide,
+        damping: Any = None,
+    ) -> tuple[Plan, Estimate]:
+        """The plan and the estimate of its choice."""
         m, n, dtype = sizes(jacobian)
         itemsize = dtype.itemsize
         budget = self.budget(itemsize)
         method = (
             "minres" if damping is not None and _is_concrete_zero(damping) else "cg"
         )
+        spectrum = self._spectrum_at(m, n, damping)
         spaces = ("residual", "parameter") if rhs == "residual" else ("parameter",)
         # Dense's own default budget is Auto's default: pass it only when it differs.
         dense_budget = (
@@ -185,10 +307,32 @@ class Auto(AbstractRegime):
             and self.budget_fraction == DEFAULT_BUDGET_FRACTION
             else budget
         )
-        candidates = [Dense(space=s, memory_budget=dense_budget) for s in spaces] + [
-            self._iterative(s, m if s == "residual" else n, method) for s in spaces
+        dense = [Dense(space=s, memory_budget=dense_budget) for s in spaces]
+        iterative = [
+            self._candidate(jacobian, rhs, s, method, spectrum) for s in spaces
         ]
-        estimates = [c.estimate(jacobian, rhs) for c in candidates]
+        candidates = dense + [c for c, _, _ in iterative]
+        estimates = [c.estimate(jacobian, rhs) for c in dense] + [
+            e for _, e, _ in iterative
+        ]
+
+        def finish(choice, estimate, reason):
+            if spectrum is not None:
+                reason += _spectral_reason(iterative, m, n)
+            plan = Plan(
+                m,
+                n,
+                str(dtype),
+                rhs,
+                budget,
+                tuple(estimates),
+                choice,
+                reason,
+                spectrum,
+                tuple(candidates),
+            )
+            return plan, estimate
+
         fitting = [
             (e.seconds, i) for i, e in enumerate(estimates) if e.memory_bytes <= budget
         ]
@@ -204,7 +348,7 @@ class Auto(AbstractRegime):
                 reason += "; faster but over budget: " + ", ".join(
                     f"{e.regime} needs {format_bytes(e.memory_bytes)}" for e in faster
                 )
-            return Plan(m, n, str(dtype), rhs, budget, tuple(estimates), choice, reason)
+            return finish(choice, estimate, reason)
         # Nothing fits: shrink the preconditioner of the matrix-free solve in the
         # smaller space until it does.
         space = smaller_space(jacobian) if rhs == "residual" else "parameter"
@@ -222,14 +366,16 @@ class Auto(AbstractRegime):
                 f"(m = {m}, n = {n}). Raise memory_budget, use fewer points per step, "
                 "or evaluate residuals in chunks (PointResidual(chunk_size=...))."
             )
-        choice = self._iterative(space, size, method, rank=int(rank))
-        estimate = choice.estimate(jacobian, rhs)
+        choice, estimate, _ = self._candidate(
+            jacobian, rhs, space, method, spectrum, rank=int(rank)
+        )
+        candidates.append(choice)
         estimates.append(estimate)
         reason = (
             f"no candidate fits the budget; matrix-free in the smaller space with the "
             f"preconditioner rank cut to {rank} to fit"
         )
-        return Plan(m, n, str(dtype), rhs, budget, tuple(estimates), choice, reason)
+        return finish(choice, estimate, reason)
 
     def init(self, jacobian, damping, rhs, key) -> AutoState:
         regime = self.plan(jacobian, rhs, damping).choice
@@ -242,11 +388,25 @@ class Auto(AbstractRegime):
         return state.regime.gramian_solve(state.state, gradient)
 
     def estimate(self, jacobian, rhs) -> Estimate:
-        plan = self.plan(jacobian, rhs)
-        chosen = plan.choice.estimate(jacobian, rhs)
+        _, chosen = self._plan(jacobian, rhs)
         return Estimate(
             regime=f"Auto -> {chosen.regime}",
             seconds=chosen.seconds,
             memory_bytes=chosen.memory_bytes,
             detail=chosen.detail,
         )
+
+
+def _spectral_reason(
+    iterative: list[tuple[Iterative, Estimate, int | None]], m: int, n: int
+) -> str:
+    """What the spectrum asks of the fastest matrix-free candidate, in words."""
+    candidate, _, iterations = min(iterative, key=lambda item: item[1].seconds)
+    size = m if candidate.space == "residual" else n
+    preconditioner = candidate.preconditioner
+    rank = preconditioner.rank if isinstance(preconditioner, Nystrom) else 0
+    return (
+        f"; from the spectrum, matrix-free CG in {candidate.space} space needs a "
+        f"rank-{rank} preconditioner ({rank / size:.0%} of the size {size}) and "
+        f"~{iterations} iterations"
+    )

@@ -8,15 +8,14 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import lineax as lx
-from jaxtyping import Array, PRNGKeyArray, PyTree
+from jaxtyping import Array, Int, PRNGKeyArray, PyTree
 
 from .._cg import CG
 from .._cost import (
     current_machine,
+    krylov_flops,
     linearisation_bytes,
-    MATVEC_FLOPS_PER_ENTRY,
     PRECONDITIONED_ITERATIONS,
-    SKETCH_FLOPS_PER_ENTRY,
 )
 from .._gramian import ParameterGramian
 from .._lowrank import LowRank
@@ -46,7 +45,8 @@ class IterativeState(eqx.Module):
     jacobian: lx.AbstractLinearOperator
     gramian: lx.AbstractLinearOperator
     preconditioner: lx.AbstractLinearOperator | None
-    rank: int = eqx.field(static=True)
+    # An array: Nystrom(rank="auto") reaches its rank at run time.
+    rank: Int[Array, ""]
     space: Space = eqx.field(static=True)
     # The factor for the next solve of a recycling regime; None otherwise.
     recycled: RecycledFactor | None = None
@@ -217,16 +217,23 @@ class Iterative(AbstractSpaceRegime):
         space = self.chosen_space(jacobian, rhs)
         gramian = damped_gramian(jacobian, damping, space)
         if self.preconditioner is None:
-            return IterativeState(jacobian, gramian, None, 0, space)
+            return IterativeState(jacobian, gramian, None, jnp.asarray(0), space)
         if self.recycle:
             lowrank = self.preconditioner.lowrank(gramian, key)
             preconditioner = NystromPreconditioner(lowrank, gramian.damping)
             recycled = recycled_after(lowrank, jnp.array(True))
             return IterativeState(
-                jacobian, gramian, preconditioner, lowrank.rank, space, recycled
+                jacobian,
+                gramian,
+                preconditioner,
+                jnp.asarray(lowrank.rank),
+                space,
+                recycled,
             )
         preconditioner, rank = self.preconditioner.build(gramian, gramian.damping, key)
-        return IterativeState(jacobian, gramian, preconditioner, rank, space)
+        return IterativeState(
+            jacobian, gramian, preconditioner, jnp.asarray(rank), space
+        )
 
     def init_recycled(
         self, params: PyTree[Array | jax.ShapeDtypeStruct]
@@ -389,7 +396,7 @@ class Iterative(AbstractSpaceRegime):
             jacobian,
             gramian,
             NystromPreconditioner(lowrank, gramian.damping),
-            lowrank.rank,
+            jnp.asarray(lowrank.rank),
             "parameter",
             recycled_after(lowrank, usable),
         )
@@ -457,11 +464,7 @@ class Iterative(AbstractSpaceRegime):
             if self.preconditioner is not None
             else min(size, self.max_steps)
         )
-        flops = (
-            iterations * MATVEC_FLOPS_PER_ENTRY * m * n
-            + rank * SKETCH_FLOPS_PER_ENTRY * m * n
-            + 4 * rank * rank * size
-        )
+        flops = krylov_flops(m, n, size, iterations, rank)
         memory = (
             2 * linearisation_bytes(m, n, itemsize)
             + (3 * rank * size + rank * rank + 8 * (m + n)) * itemsize

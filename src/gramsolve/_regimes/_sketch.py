@@ -4,7 +4,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import lineax as lx
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, Float, Int, PyTree
 
 from .._cost import (
     current_machine,
@@ -33,6 +33,7 @@ class SketchState(eqx.Module):
     jacobian: lx.AbstractLinearOperator
     approximation: LowRank
     damping: Float[Array, ""]
+    rank: Int[Array, ""]
     space: Space = eqx.field(static=True)
 
 
@@ -96,8 +97,8 @@ class SketchSolve(AbstractSpaceRegime):
             self.materialise, jacobian, self._products(jacobian, rhs)
         )
         gramian = damped_gramian(jacobian, damping, space)
-        approximation = self.approximation.lowrank(gramian, key)
-        return SketchState(jacobian, approximation, gramian.damping, space)
+        approximation, rank = self.approximation.lowrank_and_rank(gramian, key)
+        return SketchState(jacobian, approximation, gramian.damping, rank, space)
 
     def _apply(self, state: SketchState, vector: PyTree[Array]) -> PyTree[Array]:
         if not self.subspace_only:
@@ -112,7 +113,7 @@ class SketchSolve(AbstractSpaceRegime):
     def _stats(self, state: SketchState):
         numbers = {
             "num_steps": jnp.array(0),
-            "rank": jnp.array(state.approximation.rank),
+            "rank": state.rank,
         }
         labels = {
             "space": state.space,
