@@ -17,6 +17,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from . import ngd as ngd, pde as pde, problems as problems
 from ._cg import CG as CG
+from ._cosine_sketch import SubsampledCosineSketch as SubsampledCosineSketch
+from ._count_sketch import CountSketch as CountSketch
 from ._feinn import FEInterpolatedResidual as FEInterpolatedResidual
 from ._function_residual import FunctionResidual as FunctionResidual
 from ._gramian import (
@@ -62,7 +64,9 @@ from ._regimes import (
     Nystrom as Nystrom,
     PivotedCholesky as PivotedCholesky,
     Plan as Plan,
+    SketchedCore as SketchedCore,
     SketchSolve as SketchSolve,
+    TwoSidedSketch as TwoSidedSketch,
 )
 from ._residual import AbstractResidual as AbstractResidual
 from ._residual_function import residual_function as residual_function
@@ -88,6 +92,7 @@ __all__ = [
     "AbstractResidual",
     "Auto",
     "CG",
+    "CountSketch",
     "Dense",
     "DenseMetric",
     "DiagonalMetric",
@@ -111,7 +116,10 @@ __all__ = [
     "ResidualGramian",
     "Residuals",
     "SketchSolve",
+    "SketchedCore",
     "Solution",
+    "SubsampledCosineSketch",
+    "TwoSidedSketch",
     "VariationalResidual",
     "Whitened",
     "adaptive_nystrom",

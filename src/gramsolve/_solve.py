@@ -78,10 +78,12 @@ def solve(
       for the Gauss–Newton step of $\tfrac12\|r\|^2$).
     - `damping`: $\lambda \ge 0$; may be traced under `jit`.
     - `solver`: the regime: [`gramsolve.Auto`][] (default), [`gramsolve.Dense`][],
-      [`gramsolve.Iterative`][] or [`gramsolve.SketchSolve`][].
+      [`gramsolve.Iterative`][], [`gramsolve.SketchSolve`][] or
+      [`gramsolve.TwoSidedSketch`][].
     - `state`: a previous `Solution.state` for the same Jacobian and damping, to reuse
       its factorisation or preconditioner (geodesic acceleration, SPRING).
-    - `key`: randomness for sketches (default `jax.random.PRNGKey(0)`).
+    - `key`: randomness for sketches (default `jax.random.PRNGKey(0)`; pass a fresh
+      one per step for fresh sketches).
     - `throw`: raise at run time when the solve fails (as lineax does); with
       `throw=False` check `Solution.result` instead.
 
@@ -128,8 +130,8 @@ def gramian_solve(
     - `gradient`: $g$, a pytree shaped like the parameters.
     - `damping`: $\lambda \ge 0$; may be traced under `jit`.
     - `solver`: the regime: [`gramsolve.Auto`][] (default; parameter-space regimes
-      only), [`gramsolve.Dense`][], [`gramsolve.Iterative`][] or
-      [`gramsolve.SketchSolve`][].
+      only), [`gramsolve.Dense`][], [`gramsolve.Iterative`][],
+      [`gramsolve.SketchSolve`][] or [`gramsolve.TwoSidedSketch`][].
     - `state`: a previous `Solution.state` for the same Jacobian and damping, to reuse
       its factorisation or preconditioner.
     - `key`: randomness for sketches (default `jax.random.PRNGKey(0)`).

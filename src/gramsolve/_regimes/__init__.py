@@ -10,3 +10,8 @@ from ._preconditioners import (
     PivotedCholesky as PivotedCholesky,
 )
 from ._sketch import SketchSolve as SketchSolve, SketchState as SketchState
+from ._two_sided import (
+    SketchedCore as SketchedCore,
+    TwoSidedSketch as TwoSidedSketch,
+    TwoSidedSketchState as TwoSidedSketchState,
+)
