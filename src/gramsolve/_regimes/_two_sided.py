@@ -50,6 +50,9 @@ class SketchedCore(eqx.Module):
     - `left`: $U$, shape $(k_m, r)$, $r = \min(k_m, k_n)$.
     - `singular_values`: $s$, shape $(r,)$, decreasing, zeros at rounding level.
     - `right`: $V^\top$, shape $(r, k_n)$.
+    - `residual_key`, `parameter_key`: the keys $S$ and $\Omega$ were drawn from.
+    - `residual_sketch`, `parameter_sketch`: the sketches (`None` for none).
+    - `num_parameters`: $n$.
     """
 
     left: Float[Array, "km r"]
@@ -203,15 +206,14 @@ class TwoSidedSketch(AbstractRegime):
     def core(self, matrix: Float[Array, "m n"], key: PRNGKeyArray) -> SketchedCore:
         """The sketches drawn from `key` and the thin SVD of $SJQ$ for the dense
         Jacobian `matrix` (used by [`gramsolve.ngd.TrustRegion`][] with a sketch)."""
-        num_residuals, num_parameters = matrix.shape
+        num_parameters = matrix.shape[1]
         residual_key, parameter_key = jax.random.split(key)
-        rows = matrix
+        sketched = matrix
         if self.residual_sketch is not None:
-            rows = self.residual_sketch.apply(residual_key, rows)
-        sketched = rows
+            sketched = self.residual_sketch.apply(residual_key, sketched)
         if self.parameter_sketch is not None:
             scale = self.parameter_sketch.scale(num_parameters)
-            sketched = self.parameter_sketch.apply(parameter_key, rows)
+            sketched = self.parameter_sketch.apply(parameter_key, sketched)
             sketched = sketched / jnp.asarray(scale, sketched.dtype)
         left, singular_values, right = jnp.linalg.svd(sketched, full_matrices=False)
         cutoff = jnp.finfo(sketched.dtype).eps * max(sketched.shape)

@@ -124,7 +124,9 @@ class TrustRegion(AbstractOptimizer):
     without a residual sketch ($S = I$) it is the closed form above, which is then
     the same number. (DSGNAR divides by the sketched model's decrease instead.)
     When the sketches are exact (see the regime), the steps are those of the
-    unsketched optimizer.
+    unsketched optimizer. What the sketch saves is the SVD (of a $k_m \times k_n$
+    core instead of $m \times n$); forming $J$ from per-point gradients and the
+    `num_radii` loss evaluations remain, so it pays where the SVD dominates a step.
 
     **Arguments:**
 
