@@ -1,11 +1,8 @@
 """Two-sided sketch-and-solve: the direction from a thin SVD of the core $SJ\\Omega$."""
 
-from typing import Any
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.tree_util as jtu
 import lineax as lx
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
@@ -24,16 +21,6 @@ SVD_FLOPS_PER_CUBE = 40.0
 # Per entry and per log2 of the transform length: one DCT of a real row, done as an
 # FFT of the same length (jax.scipy.fft.dct).
 DCT_FLOPS_PER_ENTRY_LOG = 5.0
-
-
-def _flat_structure(tree: PyTree[jax.ShapeDtypeStruct]) -> tuple[Any, Any]:
-    leaves, treedef = jtu.tree_flatten(tree)
-    return tuple(leaves), treedef
-
-
-def _unflatten(flat_structure: tuple[Any, Any]) -> PyTree[jax.ShapeDtypeStruct]:
-    leaves, treedef = flat_structure
-    return jtu.tree_unflatten(treedef, leaves)
 
 
 class SketchedCore(eqx.Module):
@@ -94,18 +81,9 @@ class SketchedCore(eqx.Module):
 
 
 class TwoSidedSketchState(eqx.Module):
+    jacobian: lx.AbstractLinearOperator
     core: SketchedCore
     damping: Float[Array, ""]
-    _in_structure: Any = eqx.field(static=True)
-    _out_structure: Any = eqx.field(static=True)
-
-    @property
-    def in_structure(self) -> PyTree[jax.ShapeDtypeStruct]:
-        return _unflatten(self._in_structure)
-
-    @property
-    def out_structure(self) -> PyTree[jax.ShapeDtypeStruct]:
-        return _unflatten(self._out_structure)
 
 
 class TwoSidedSketch(AbstractRegime):
@@ -235,12 +213,7 @@ class TwoSidedSketch(AbstractRegime):
         del rhs
         core = self.core(jacobian.as_matrix(), key)
         damping = jnp.asarray(damping, core.singular_values.dtype)
-        return TwoSidedSketchState(
-            core,
-            damping,
-            _flat_structure(jacobian.in_structure()),
-            _flat_structure(jacobian.out_structure()),
-        )
+        return TwoSidedSketchState(jacobian, core, damping)
 
     def _stats(self, state: TwoSidedSketchState):
         numbers = {"num_steps": jnp.array(0), "rank": state.core.rank()}
@@ -252,19 +225,19 @@ class TwoSidedSketch(AbstractRegime):
         return numbers, labels
 
     def solve(self, state: TwoSidedSketchState, residual: PyTree[Array]):
-        residual = cast_like(residual, state.out_structure)
+        residual = cast_like(residual, state.jacobian.out_structure())
         core = state.core
         coefficients = core.left.T @ core.sketch_residual(ravel(residual))
         s = core.singular_values
         positive = s > 0
         denominator = jnp.where(positive, s**2 + state.damping, 1)
         scaled = jnp.where(positive, s / denominator, 0) * coefficients
-        value = unravel(core.lift(scaled @ core.right), state.in_structure)
+        value = unravel(core.lift(scaled @ core.right), state.jacobian.in_structure())
         result = combine_results(residual, value, lx.RESULTS.successful)
         return (value, None, result, *self._stats(state))
 
     def gramian_solve(self, state: TwoSidedSketchState, gradient: PyTree[Array]):
-        gradient = cast_like(gradient, state.in_structure)
+        gradient = cast_like(gradient, state.jacobian.in_structure())
         core = state.core
         restricted = core.restrict(ravel(gradient))
         coefficients = core.right @ restricted
@@ -284,7 +257,7 @@ class TwoSidedSketch(AbstractRegime):
             solved = solved + jnp.where(
                 damped, complement / jnp.where(damped, state.damping, 1), 0
             )
-        value = unravel(core.lift(solved), state.in_structure)
+        value = unravel(core.lift(solved), state.jacobian.in_structure())
         result = combine_results(gradient, value, lx.RESULTS.successful)
         return (value, result, *self._stats(state))
 
