@@ -129,6 +129,8 @@ REGIMES = {
     "dense": gs.Dense(),
     "iterative": gs.Iterative(preconditioner=gs.Nystrom(rank=10)),
     "sketch": gs.SketchSolve(gs.Nystrom(rank=10)),
+    # 2000 on each side, used as m and n: exact sketches, the exact direction.
+    "two-sided": gs.TwoSidedSketch(),
     "auto": gs.Auto(),
 }
 

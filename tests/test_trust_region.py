@@ -125,3 +125,70 @@ def test_float32_step_is_finite_and_decreases_the_loss():
     assert flat32.dtype == jnp.float32 and state.radius.dtype == jnp.float32
     assert info["accepted"]
     assert float(residuals.loss(new_params)) < float(residuals.loss(params))
+
+
+def _curved_residuals():
+    """r(x) = A tanh(x) + ‖x‖²/10 − b, 14 residuals of 6 parameters, zero at some
+    x*: cheap to compile, and curved enough that the ratio test decides."""
+    key_a, key_b = jax.random.split(jax.random.PRNGKey(5))
+    A = jax.random.normal(key_a, (14, 6))
+    solution = 0.5 * jax.random.normal(key_b, (6,))
+
+    def model(x):
+        return A @ jnp.tanh(x) + 0.1 * jnp.sum(x**2)
+
+    b = model(solution)
+    return gs.FunctionResidual(lambda p: model(p["x"]) - b)
+
+
+def test_full_size_sketches_take_the_unsketched_steps():
+    residuals = _curved_residuals()
+    params = {"x": jnp.linspace(-1.0, 1.0, 6)}
+    exact = gs.TwoSidedSketch(gs.CountSketch(14), gs.SubsampledCosineSketch(6))
+    plain, sketched = gs.ngd.TrustRegion(), gs.ngd.TrustRegion(sketch=exact)
+    plain_params, plain_state = params, plain.init(params)
+    sketched_params, sketched_state = params, sketched.init(params)
+    # Fresh sketches every step (signed permutations of the rows, orthogonal
+    # transforms of the parameters): the same steps, radii and ratios.
+    for _ in range(4):
+        plain_params, plain_state, plain_info = plain.step(
+            residuals, plain_params, plain_state
+        )
+        sketched_params, sketched_state, sketched_info = sketched.step(
+            residuals, sketched_params, sketched_state
+        )
+        np.testing.assert_allclose(
+            sketched_params["x"], plain_params["x"], rtol=1e-10, atol=1e-12
+        )
+        for name in ("radius", "damping", "ratio", "loss"):
+            np.testing.assert_allclose(
+                sketched_info[name], plain_info[name], rtol=1e-8, err_msg=name
+            )
+        assert bool(sketched_info["accepted"]) == bool(plain_info["accepted"])
+    assert float(plain_info["loss"]) < float(residuals.loss(params))
+
+
+def test_sketched_steps_are_judged_by_the_gauss_newton_model():
+    residuals = _curved_residuals()
+    params = {"x": jnp.linspace(-1.0, 1.0, 6)}
+    sketch = gs.TwoSidedSketch(gs.CountSketch(8), gs.SubsampledCosineSketch(4))
+    optimizer = gs.ngd.TrustRegion(sketch=sketch, seed=3)
+    state = optimizer.init(params)
+    start = float(residuals.loss(params))
+    for _ in range(8):
+        A = np.asarray(flat_jacobian(residuals, params))
+        r = np.asarray(flat(residuals(params)))
+        new_params, state, info = optimizer.step(residuals, params, state)
+        step = np.asarray(flat(params) - flat(new_params))
+        if info["accepted"]:
+            # ρ is the actual decrease over the unsketched model's predicted one.
+            predicted = 0.5 * r @ r - 0.5 * np.sum((r - A @ step) ** 2)
+            actual = 0.5 * r @ r - float(residuals.loss(new_params))
+            np.testing.assert_allclose(
+                float(info["ratio"]), actual / predicted, rtol=1e-8
+            )
+            # A step of 4 sketched coordinates whose length is its radius (or less,
+            # the sketched Gauss–Newton step).
+            assert np.linalg.norm(step) <= float(info["radius"]) * (1 + 1e-10)
+        params = new_params
+    assert float(residuals.loss(params)) < 1e-2 * start

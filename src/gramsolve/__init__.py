@@ -17,6 +17,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from . import ngd as ngd, pde as pde, problems as problems
 from ._cg import CG as CG
+from ._cosine_sketch import SubsampledCosineSketch as SubsampledCosineSketch
+from ._count_sketch import CountSketch as CountSketch
 from ._effective_dimension import (
     effective_dimension as effective_dimension,
     EffectiveDimension as EffectiveDimension,
@@ -67,7 +69,9 @@ from ._regimes import (
     PivotedCholesky as PivotedCholesky,
     Plan as Plan,
     RecycledFactor as RecycledFactor,
+    SketchedCore as SketchedCore,
     SketchSolve as SketchSolve,
+    TwoSidedSketch as TwoSidedSketch,
 )
 from ._residual import AbstractResidual as AbstractResidual
 from ._residual_function import residual_function as residual_function
@@ -93,6 +97,7 @@ __all__ = [
     "AbstractResidual",
     "Auto",
     "CG",
+    "CountSketch",
     "Dense",
     "DenseMetric",
     "DiagonalMetric",
@@ -117,7 +122,10 @@ __all__ = [
     "ResidualGramian",
     "Residuals",
     "SketchSolve",
+    "SketchedCore",
     "Solution",
+    "SubsampledCosineSketch",
+    "TwoSidedSketch",
     "VariationalResidual",
     "Whitened",
     "adaptive_nystrom",

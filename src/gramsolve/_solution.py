@@ -20,7 +20,8 @@ class Solution(eqx.Module):
     - `result`: a `lineax.RESULTS`; anything but `RESULTS.successful` means the
       direction must not be used (non-finite input, breakdown, no convergence).
     - `stats`: a dict with `"space"` (`"residual"` or `"parameter"`), `"method"`
-      (`"dense-cholesky"`, `"cg"`, `"minres"`, `"sketch"`), `"preconditioner"`,
+      (`"dense-cholesky"`, `"cg"`, `"minres"`, `"sketch"`,
+      `"two-sided-sketch"`), `"preconditioner"`,
       `"rank"`, `"num_steps"` and regime-specific entries (`"residual_norm"`,
       `"fallback"`, ...).
     - `state`: the factorisation or preconditioner, reusable for another right-hand

@@ -100,13 +100,15 @@ def solve(
       for the Gauss–Newton step of $\tfrac12\|r\|^2$).
     - `damping`: $\lambda \ge 0$; may be traced under `jit`.
     - `solver`: the regime: [`gramsolve.Auto`][] (default), [`gramsolve.Dense`][],
-      [`gramsolve.Iterative`][] or [`gramsolve.SketchSolve`][].
+      [`gramsolve.Iterative`][], [`gramsolve.SketchSolve`][] or
+      [`gramsolve.TwoSidedSketch`][].
     - `state`: a previous `Solution.state` for the same Jacobian and damping, to reuse
       its factorisation or preconditioner (geodesic acceleration, SPRING).
     - `recycled`: the [`gramsolve.RecycledFactor`][] of a previous solve at other
       parameters (`solution.state.recycled`), for a [`gramsolve.Iterative`][]
       regime with `recycle=True`; `None` (default) starts afresh.
-    - `key`: randomness for sketches (default `jax.random.PRNGKey(0)`).
+    - `key`: randomness for sketches (default `jax.random.PRNGKey(0)`; pass a fresh
+      one per step for fresh sketches).
     - `throw`: raise at run time when the solve fails (as lineax does); with
       `throw=False` check `Solution.result` instead.
 
@@ -158,8 +160,8 @@ def gramian_solve(
     - `gradient`: $g$, a pytree shaped like the parameters.
     - `damping`: $\lambda \ge 0$; may be traced under `jit`.
     - `solver`: the regime: [`gramsolve.Auto`][] (default; parameter-space regimes
-      only), [`gramsolve.Dense`][], [`gramsolve.Iterative`][] or
-      [`gramsolve.SketchSolve`][].
+      only), [`gramsolve.Dense`][], [`gramsolve.Iterative`][],
+      [`gramsolve.SketchSolve`][] or [`gramsolve.TwoSidedSketch`][].
     - `state`: a previous `Solution.state` for the same Jacobian and damping, to reuse
       its factorisation or preconditioner.
     - `recycled`: a previous solve's [`gramsolve.RecycledFactor`][], as for

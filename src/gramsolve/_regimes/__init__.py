@@ -11,3 +11,8 @@ from ._preconditioners import (
 )
 from ._recycled import RecycledFactor as RecycledFactor
 from ._sketch import SketchSolve as SketchSolve, SketchState as SketchState
+from ._two_sided import (
+    SketchedCore as SketchedCore,
+    TwoSidedSketch as TwoSidedSketch,
+    TwoSidedSketchState as TwoSidedSketchState,
+)

@@ -79,7 +79,8 @@ class AbstractRegime(eqx.Module):
     **Arguments:**
 
     None of its own: an abstract base. The regimes are [`gramsolve.Auto`][],
-    [`gramsolve.Dense`][], [`gramsolve.Iterative`][] and [`gramsolve.SketchSolve`][];
+    [`gramsolve.Dense`][], [`gramsolve.Iterative`][], [`gramsolve.SketchSolve`][]
+    and [`gramsolve.TwoSidedSketch`][];
     subclasses implement `init`, `solve`, `gramian_solve` and `estimate`.
     """
 

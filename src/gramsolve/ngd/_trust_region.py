@@ -1,5 +1,5 @@
 """Gauss–Newton steps under a trust region chosen among a batch of radii, from one
-thin SVD of the Jacobian (DSGNAR's step control, without its sketches)."""
+thin SVD of the Jacobian or of its two-sided sketch (DSGNAR's step control)."""
 
 import equinox as eqx
 import jax
@@ -8,6 +8,7 @@ from jaxtyping import Array, Float, Int, PyTree
 
 from .._jacobian import JacobianOperator
 from .._misc import ravel, unravel
+from .._regimes._two_sided import TwoSidedSketch
 from .._residual import AbstractResidual
 from ._base import AbstractOptimizer
 from ._model import over_arrays_step
@@ -80,8 +81,8 @@ def secular_dampings(
 class TrustRegion(AbstractOptimizer):
     r"""Gauss–Newton (Levenberg–Marquardt) steps whose trust-region radius is chosen
     each step among a batch of candidates, all tried in one batched pass, as
-    DSGNAR does (Doubly-Sketched Gauss–Newton with Adaptive Ratio, 2026), here
-    without its sketches.
+    DSGNAR does (Doubly-Sketched Gauss–Newton with Adaptive Ratio, 2026), with or
+    (the default) without its sketches.
 
     Each step forms the Jacobian $J$ ($m \times n$, per-point rows), takes its thin
     SVD $J = U \operatorname{diag}(s) V^\top$ and $w = U^\top r$. For a damping
@@ -108,6 +109,25 @@ class TrustRegion(AbstractOptimizer):
     smaller Gramian) and `num_radii` loss evaluations: an optimizer for networks up
     to some thousands of parameters, where the accuracy is the point.
 
+    **Sketched.** With `sketch` a [`gramsolve.TwoSidedSketch`][], each step draws a
+    fresh residual sketch $S$ and parameter sketch $\Omega$ (key: `seed` folded
+    with the step count) and takes the thin SVD of the core $SJQ$
+    ($Q = \Omega\sqrt{k_n/n}$, orthonormal columns) instead of $J$'s:
+    $w = U^\top S r$, and the steps $d(\lambda) = Q V \operatorname{diag}(s/(s^2 +
+    \lambda)) w$ minimise $\|S(Jd - r)\|^2 + \lambda\|d\|^2$ over the range of
+    $Q$ (see the regime). $\|d(\lambda)\|$ is still the norm of the coefficients,
+    so the secular equation and the radii are unchanged. The predicted decrease is
+    that of the unsketched Gauss–Newton model at the sketched step,
+    $\text{pred} = \tfrac12\|r\|^2 - \tfrac12\|r - Jd\|^2 = (Jd)^\top(r -
+    \tfrac12 Jd)$, from the formed $J$ (one matrix product for all radii), so
+    that $\rho$ measures the model the step is trusted against, not the sketch;
+    without a residual sketch ($S = I$) it is the closed form above, which is then
+    the same number. (DSGNAR divides by the sketched model's decrease instead.)
+    When the sketches are exact (see the regime), the steps are those of the
+    unsketched optimizer. What the sketch saves is the SVD (of a $k_m \times k_n$
+    core instead of $m \times n$); forming $J$ from per-point gradients and the
+    `num_radii` loss evaluations remain, so it pays where the SVD dominates a step.
+
     **Arguments:**
 
     - `initial_radius`: $\Delta$ at the first step (positive). Default 1.
@@ -121,6 +141,9 @@ class TrustRegion(AbstractOptimizer):
       Default 50.
     - `batch_size`: how many radii to evaluate at once (positive), or `None`
       (default) for all of them in one `vmap`.
+    - `sketch`: a [`gramsolve.TwoSidedSketch`][] to sketch the Jacobian with, or
+      `None` (default) for the SVD of $J$ itself.
+    - `seed`: the seed of the sketches' PRNG keys. Default 0.
 
     `info` holds `"loss"`, `"step_size"` (1 for a step taken, 0 for a rejected one),
     `"damping"` (the $\lambda$ of the step taken, or of the smallest radius tried
@@ -133,6 +156,8 @@ class TrustRegion(AbstractOptimizer):
         optimizer = gs.ngd.TrustRegion()
         state = optimizer.init(params)
         params, state, info = optimizer.step(residuals, params, state)
+        # DSGNAR's sketched steps: the SVD of a 2000 × 2000 core
+        sketched = gs.ngd.TrustRegion(sketch=gs.TwoSidedSketch())
         ```
     """
 
@@ -144,6 +169,8 @@ class TrustRegion(AbstractOptimizer):
     max_radius: float = 1e6
     secular_iterations: int = 50
     batch_size: int | None = None
+    sketch: TwoSidedSketch | None = None
+    seed: int = 0
 
     def __check_init__(self):
         if not self.initial_radius > 0:
@@ -172,6 +199,11 @@ class TrustRegion(AbstractOptimizer):
             raise ValueError(
                 f"TrustRegion: batch_size must be positive, got {self.batch_size}"
             )
+        if self.sketch is not None and not isinstance(self.sketch, TwoSidedSketch):
+            raise TypeError(
+                "TrustRegion: sketch must be a gs.TwoSidedSketch or None, got "
+                f"{type(self.sketch).__name__}"
+            )
 
     def init(self, params: PyTree) -> TrustRegionState:
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
@@ -187,11 +219,13 @@ class TrustRegion(AbstractOptimizer):
         residual = ravel(jacobian.residual_value)
         dtype = matrix.dtype
         loss = 0.5 * jnp.sum(residual**2)
-        u, s, vt = jnp.linalg.svd(matrix, full_matrices=False)
-        # Singular values at rounding level carry no direction: the pseudo-inverse.
-        cutoff = jnp.finfo(dtype).eps * max(matrix.shape) * s[0]
-        s = jnp.where(s > cutoff, s, 0)
-        w = u.T @ residual
+        # No sketch: the identity on both sides, the SVD of J itself.
+        regime = TwoSidedSketch(None, None) if self.sketch is None else self.sketch
+        key = jax.random.fold_in(jax.random.PRNGKey(self.seed), state.count)
+        core = regime.core(matrix, key)
+        s = core.singular_values
+        vt = core.right
+        w = core.left.T @ core.sketch_residual(residual)
 
         radius = state.radius.astype(dtype)
         exponents = jnp.linspace(-1, 1, self.num_radii, dtype=dtype)
@@ -201,9 +235,15 @@ class TrustRegion(AbstractOptimizer):
         s2 = (s**2)[None, :]
         denominator = jnp.where(positive[None, :], s2 + dampings[:, None], 1)
         scales = jnp.where(positive[None, :], s[None, :] / denominator, 0)
-        steps = (scales * w[None, :]) @ vt  # one step per radius, as rows
-        gain = jnp.where(positive[None, :], s2 * (s2 + 2 * dampings[:, None]), 0)
-        predicted = 0.5 * jnp.sum(w[None, :] ** 2 * gain / denominator**2, axis=1)
+        steps = core.lift((scales * w[None, :]) @ vt)  # one step per radius, as rows
+        if self.sketch is None or self.sketch.residual_sketch is None:
+            gain = jnp.where(positive[None, :], s2 * (s2 + 2 * dampings[:, None]), 0)
+            predicted = 0.5 * jnp.sum(w[None, :] ** 2 * gain / denominator**2, axis=1)
+        else:
+            # The closed form would be the sketched model's decrease; the
+            # unsketched model's needs Jd, one product for all radii.
+            images = steps @ matrix.T
+            predicted = jnp.sum(images * (residual[None, :] - 0.5 * images), axis=1)
 
         def loss_after(step):
             return residuals.loss(
