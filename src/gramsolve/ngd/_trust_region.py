@@ -207,7 +207,9 @@ class TrustRegion(AbstractOptimizer):
 
     def init(self, params: PyTree) -> TrustRegionState:
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
-        return TrustRegionState(jnp.asarray(self.initial_radius, dtype), jnp.zeros((), int))
+        return TrustRegionState(
+            jnp.asarray(self.initial_radius, dtype), jnp.zeros((), int)
+        )
 
     @eqx.filter_jit
     @over_arrays_step
