@@ -11,7 +11,8 @@ Problems (`--problem`), each with its paper's network and fixed points:
   SIREN 40×4 (5,125 parameters), `--points` interior (default 8192) and a quarter as
   many initial points, as `benchmarks/accuracy_frontier.py` scales it to this machine;
   `--burgers-boundary N` adds a third class, N boundary points (DSGNAR has none: its
-  network is periodic in x);
+  network is periodic in x); `--burgers-network tanh` trains DSGNAR's float32 run's
+  tanh MLP 20×4 (1,361 parameters) instead of the SIREN;
 - `multiscale_poisson2d`: DSGNAR's multi-scale 2D Poisson problem,
   `gs.problems.MultiscalePoisson2D` with its SIREN 60×4 on Fourier features (12,065
   parameters), `--points` interior (default 2048) and half as many boundary points.
@@ -117,7 +118,9 @@ PROBLEMS = ("poisson2d", "burgers", "multiscale_poisson2d")
 DEFAULT_POINTS = {"burgers": 8192, "multiscale_poisson2d": 2048}
 
 
-def make_problem(name: str, points: int | None, burgers_boundary: int):
+def make_problem(
+    name: str, points: int | None, burgers_boundary: int, burgers_network: str = "siren"
+):
     """The problem `name`, with `points` interior points (its default where `None`)
     for DSGNAR's problems. Fixed points only: a randngd metric is built once, on one
     set of points."""
@@ -135,6 +138,8 @@ def make_problem(name: str, points: int | None, burgers_boundary: int):
             num_interior=points,
             num_initial=points // 4,
             num_boundary=burgers_boundary,
+            network=burgers_network,
+            hidden=(40,) * 4 if burgers_network == "siren" else (20,) * 4,
         )
     if burgers_boundary:
         raise SystemExit("peers: --burgers-boundary applies to burgers only")
@@ -428,6 +433,13 @@ def main() -> None:
         "(default 2048)",
     )
     parser.add_argument("--burgers-boundary", type=int, default=0)
+    parser.add_argument(
+        "--burgers-network",
+        default="siren",
+        choices=["siren", "tanh"],
+        help="Burgers1D's network: the SIREN 40x4 (5,125 parameters) or DSGNAR's "
+        "float32 run's tanh MLP 20x4 (1,361)",
+    )
     parser.add_argument("--evaluations", type=int, default=200)
     parser.add_argument(
         "--gramsolve", nargs="*", default=list(NATURAL_GRADIENT), metavar="NAME"
@@ -455,7 +467,9 @@ def main() -> None:
             "venv as benchmarks/README.md says"
         ) from error
 
-    problem = make_problem(args.problem, args.points, args.burgers_boundary)
+    problem = make_problem(
+        args.problem, args.points, args.burgers_boundary, args.burgers_network
+    )
     model = problem.default_model(jax.random.PRNGKey(problem.seed))
     params, apply = gs.problems.split_model(model)
     residuals = problem.residuals(apply)

@@ -7,6 +7,16 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # jaxlib's CPU LAPACK calls run on OpenBLAS; its threads fight XLA's for the cores and
 # made a 1000 × 1000 Cholesky solve 7× slower here (see README, "Performance notes").
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# The suite is mostly XLA compiling small programs that then run for milliseconds:
+# LLVM's optimisation passes cost more than they save here (the whole suite took 11 min
+# instead of 23 on 2 cores). Results differ from optimised code only in rounding.
+# Subprocesses (documentation pages, the sharded checks) inherit the flag.
+os.environ["XLA_FLAGS"] = " ".join(
+    filter(
+        None,
+        [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"],
+    )
+)
 
 import jax  # noqa: E402
 

@@ -64,8 +64,17 @@ def test_solution_and_norm_wise_stopping(name, preconditioner):
     x = np.asarray(solution.value)
     reference = np.linalg.solve(np.asarray(MATRIX), np.asarray(VECTOR))
     residual = np.linalg.norm(np.asarray(VECTOR) - np.asarray(MATRIX) @ x)
-    # The reported residual is the true one and meets the norm-wise criterion.
-    np.testing.assert_allclose(solution.stats["residual_norm"], residual, rtol=1e-6)
+    # The reported residual is the true one and meets the norm-wise criterion. Both
+    # are b - Ax formed in another order, so they agree to the round-off of Ax.
+    roundoff = (
+        np.finfo(x.dtype).eps
+        * np.linalg.norm(np.asarray(MATRIX), 2)
+        * np.linalg.norm(x)
+    )
+    assert roundoff < 0.05 * residual
+    np.testing.assert_allclose(
+        solution.stats["residual_norm"], residual, rtol=1e-6, atol=roundoff
+    )
     assert residual <= rtol * np.linalg.norm(VECTOR)
     np.testing.assert_allclose(
         x, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max()
