@@ -52,6 +52,20 @@ def time_to(history, level: float) -> float:
     return math.nan
 
 
+def prepared(problem):
+    """`problem`'s default network (seeded by the problem, as the bench does), its
+    residual map, a jitted error function, and the sizes n and m."""
+    import gramsolve as gs
+
+    model = problem.default_model(jax.random.PRNGKey(problem.seed))
+    params, apply = gs.problems.split_model(model)
+    residuals = problem.residuals(apply)
+    evaluate = eqx.filter_jit(lambda p: problem.errors(apply, p))
+    n = ravel_pytree(params)[0].size
+    m = residuals.num_residuals(params)
+    return params, residuals, evaluate, n, m
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=120.0)
@@ -120,15 +134,7 @@ def main() -> None:
     reweight = gs.ngd.AdaptiveClassWeights() if args.adaptive_weights else None
     header = " ".join(f"{'t(' + f'{level:.0e}' + ')':>10s}" for level in LEVELS)
     for name in args.problems:
-        problem = setups[name]
-        model = problem.default_model(jax.random.PRNGKey(problem.seed))
-        params, apply = gs.problems.split_model(model)
-        residuals = problem.residuals(apply)
-        evaluate = eqx.filter_jit(
-            lambda p, problem=problem, apply=apply: problem.errors(apply, p)
-        )
-        n = ravel_pytree(params)[0].size
-        m = residuals.num_residuals(params)
+        params, residuals, evaluate, n, m = prepared(setups[name])
         print(
             f"\n{name}: n = {n}, m = {m}, {args.seconds:g} s each, "
             f"{jax.devices()[0].device_kind}, float64"

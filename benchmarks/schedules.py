@@ -23,10 +23,8 @@ optimizers reach 1e-8 within a minute on a 2-core CPU.
 import argparse
 import math
 
-import equinox as eqx
 import jax
-from accuracy_frontier import time_to
-from jax.flatten_util import ravel_pytree
+from accuracy_frontier import prepared, time_to
 
 
 LEVELS = (1e-6, 1e-8, 1e-10)
@@ -69,15 +67,7 @@ def main() -> None:
         f"{'ms/step':>8s} {levels} {'L2/plain':>8s} {'t6/plain':>8s} {'t8/plain':>8s}"
     )
     for name in args.problems:
-        problem = setups[name]
-        model = problem.default_model(jax.random.PRNGKey(problem.seed))
-        params, apply = gs.problems.split_model(model)
-        residuals = problem.residuals(apply)
-        evaluate = eqx.filter_jit(
-            lambda p, problem=problem, apply=apply: problem.errors(apply, p)
-        )
-        n = ravel_pytree(params)[0].size
-        m = residuals.num_residuals(params)
+        params, residuals, evaluate, n, m = prepared(setups[name])
         print(
             f"\n{name}: n = {n}, m = {m}, {args.seconds:g} s each, "
             f"{jax.devices()[0].device_kind}; float32 variants: first "
