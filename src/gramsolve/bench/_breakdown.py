@@ -31,6 +31,9 @@ def compiled_seconds(fn: Callable[..., Any], *args: Any, repeat: int = 3) -> flo
     # A closure, so that arrays the function holds (points) become constants and a
     # bound method of a module (not hashable) can be compiled.
     compiled = jax.jit(lambda *args: fn(*args)).lower(*args).compile()
+    # Arguments still being computed (dispatched asynchronously, such as a Gram
+    # matrix) would otherwise be timed as part of the first run.
+    jax.block_until_ready(args)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
