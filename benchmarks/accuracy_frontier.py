@@ -26,7 +26,10 @@ steps in float32). Run once without and once with either to measure it on its ow
 parameters) instead of the SIREN 40 × 4 (5,125), whose steps a 2-core CPU takes
 several seconds over at 8,192 points.
 
-Optional entries beside the defaults: `TrustRegionSketched` (TrustRegion with DSGNAR's
+Optional entries beside the defaults: `ENGD-loss`, `DNGD-loss`, `SPRING-loss` (each
+with `gs.ngd.LossScaledDamping()`, randngd's λ = max(10 ε λ_max, (L/100)²), instead of
+its constant damping), `ENGD-loss-Armijo` (that damping with Armijo backtracking
+instead of the grid, as randngd steps), `TrustRegionSketched` (TrustRegion with DSGNAR's
 two-sided sketch, a count sketch of 2,000 rows and a subsampled cosine transform of
 2,000 columns, fresh each step: the SVD of a 2,000 × 2,000 core instead of J's) and
 `TrustRegionSketched1000` (a 1,000 × 1,000 core). Where the sketch sizes reach m or n
@@ -38,6 +41,7 @@ import math
 
 import equinox as eqx
 import jax
+from damping import variants as damping_variants
 from jax.flatten_util import ravel_pytree
 
 
@@ -122,6 +126,7 @@ def main() -> None:
 
     optimizers = {
         **gs.ngd.default_optimizers(),
+        **damping_variants(),
         "TrustRegion": gs.ngd.TrustRegion(),
         "TrustRegionSketched": sketched(2000),
         "TrustRegionSketched1000": sketched(1000),

@@ -28,7 +28,9 @@ peers venv (see `benchmarks/README.md`), into which gramsolve is installed as we
 Methods, each in its library defaults:
 
 - gramsolve: `gs.ngd.default_optimizers()`'s natural-gradient ones (ENGD, DNGD, SPRING,
-  SketchyNGD), trained by `gs.ngd.train(..., seconds=...)` as the bench does;
+  SketchyNGD), trained by `gs.ngd.train(..., seconds=...)` as the bench does; with
+  `--gramsolve ... ENGD-loss DNGD-loss SPRING-loss ENGD-loss-Armijo` also the variants
+  of `benchmarks/damping.py` (randngd's damping rule, `gs.ngd.LossScaledDamping`);
 - randngd: `randngd.ngd_solver` (Armijo backtracking, factor 0.5, slope 0.1) around
   `NGDFull` (dense Cholesky), `NGDMatrixFree` (CG, 520 iterations), `NystromNGD`
   (`kind="gaussian"` and `"sampling"`: Nyström-preconditioned CG, 20 iterations,
@@ -101,6 +103,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from damping import variants as damping_variants
 from jax.flatten_util import ravel_pytree
 
 
@@ -508,7 +511,7 @@ def main() -> None:
     )
 
     rows = []
-    optimizers = gs.ngd.default_optimizers()
+    optimizers = {**gs.ngd.default_optimizers(), **damping_variants()}
     for name in args.gramsolve:
         row = train_gramsolve(
             optimizers[name],

@@ -81,6 +81,79 @@ def test_damping_rules():
         gs.ngd.LevenbergMarquardtDamping(initial=1e-20, minimum=1e-12)
 
 
+def test_loss_scaled_damping_against_dense_eigenvalues():
+    residuals, params = _problem()
+    jacobian = gs.JacobianOperator(residuals, params)
+    A = np.asarray(flat_jacobian(residuals, params))
+    top = np.linalg.eigvalsh(A.T @ A)[-1]
+    loss = 0.5 * np.sum(np.asarray(flat(residuals(params))) ** 2)
+    key = jax.random.PRNGKey(3)
+    eps = np.finfo(np.float64).eps
+
+    def at_point(rule, carried=0.0):
+        return float(
+            eqx.filter_jit(rule.at_point)(jnp.asarray(carried), loss, jacobian, key)
+        )
+
+    # The eigenvalue floor wins when the loss term is scaled away; enough power
+    # iterations converge to the top eigenvalue.
+    floor_only = gs.ngd.LossScaledDamping(scale=1e-30, power_iterations=300)
+    np.testing.assert_allclose(at_point(floor_only), 10 * eps * top, rtol=1e-8)
+    # Power iteration never overestimates λ_max: a few iterations give a lower floor.
+    few = gs.ngd.LossScaledDamping(scale=1e-30, power_iterations=2)
+    assert 0 < at_point(few) <= 10 * eps * top * (1 + 1e-12)
+    # The loss term wins while the loss is large: (L/100)^2, or (sL)^p.
+    rule = gs.ngd.LossScaledDamping()
+    np.testing.assert_allclose(
+        at_point(rule), max((loss / 100) ** 2, 10 * eps * top), rtol=1e-12
+    )
+    cubed = gs.ngd.LossScaledDamping(scale=0.5, power=3.0, eigenvalue_factor=0.0)
+    np.testing.assert_allclose(at_point(cubed), (0.5 * loss) ** 3, rtol=1e-12)
+    # A value carried from a rejection wins over the formula; `minimum`, `maximum`.
+    assert at_point(rule, carried=0.3) == 0.3
+    assert at_point(gs.ngd.LossScaledDamping(minimum=0.2)) == 0.2
+    assert at_point(gs.ngd.LossScaledDamping(scale=1e6, maximum=7.0)) == 7.0
+    # An accepted step carries nothing; a rejected one the used damping times 10.
+    assert float(rule.update(jnp.asarray(1e-4), jnp.array(True), None)) == 0.0
+    np.testing.assert_allclose(
+        rule.update(jnp.asarray(1e-4), jnp.array(False), None), 1e-3
+    )
+    assert float(rule.init()) == 0.0
+    for bad in (
+        dict(scale=0.0),
+        dict(power=-1.0),
+        dict(eigenvalue_factor=-1.0),
+        dict(power_iterations=0),
+        dict(minimum=2.0, maximum=1.0),
+        dict(rejection_factor=1.0),
+    ):
+        with pytest.raises(ValueError):
+            gs.ngd.LossScaledDamping(**bad)
+
+
+@pytest.mark.parametrize("name", ["engd", "spring"])
+def test_loss_scaled_damping_step_matches_hand_written_step(name):
+    # The step solves with (L/100)^2 at its own point, and reports that damping.
+    residuals, params = _problem()
+    rule = gs.ngd.LossScaledDamping(eigenvalue_factor=0.0)
+    if name == "engd":
+        optimizer = gs.ngd.ENGD(solver=gs.Dense("parameter"), damping=rule)
+    else:
+        optimizer = gs.ngd.SPRING(solver=gs.Dense("parameter"), damping=rule)
+    new_params, state, info = optimizer.step(residuals, params, optimizer.init(params))
+    A = np.asarray(flat_jacobian(residuals, params))
+    r = np.asarray(flat(residuals(params)))
+    damping = (0.5 * r @ r / 100) ** 2
+    np.testing.assert_allclose(info["damping"], damping, rtol=1e-12)
+    d = np.linalg.solve(A.T @ A + damping * np.eye(A.shape[1]), A.T @ r)
+    step = float(info["step_size"])
+    assert bool(info["accepted"]) and step > 0
+    np.testing.assert_allclose(
+        flat(new_params), flat(params) - step * d, rtol=1e-7, atol=1e-9
+    )
+    assert float(state.damping) == 0.0
+
+
 # --- directions --------------------------------------------------------------------
 
 
@@ -173,7 +246,9 @@ OPTIMIZERS = {
     "engd-iterative": gs.ngd.ENGD(
         solver=gs.Iterative(preconditioner=gs.Nystrom(rank=30))
     ),
+    "engd-loss-scaled": gs.ngd.ENGD(damping=gs.ngd.LossScaledDamping()),
     "dngd": gs.ngd.DNGD(),
+    "dngd-loss-scaled": gs.ngd.DNGD(damping=gs.ngd.LossScaledDamping()),
     "spring": gs.ngd.SPRING(),
     "sketchy": gs.ngd.SketchyNGD(rank=30),
     "adam": gs.ngd.Adam(1e-2),
@@ -244,7 +319,9 @@ def test_adam_matches_optax():
     np.testing.assert_allclose(flat(params), flat(reference), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["engd", "dngd", "spring", "sketchy"])
+@pytest.mark.parametrize(
+    "name", ["engd", "engd-loss-scaled", "dngd", "spring", "sketchy"]
+)
 def test_non_finite_step_is_rejected(name):
     # log(u + 10) is NaN wherever the network output drops below -10: a residual that
     # is finite at the start but not after a huge step, and NaN from the start for
@@ -269,8 +346,13 @@ def test_non_finite_step_is_rejected(name):
 
 @pytest.mark.parametrize(
     "optimizer",
-    [gs.ngd.ENGD(), gs.ngd.SPRING(), gs.ngd.LBFGS()],
-    ids=["engd", "spring", "lbfgs"],
+    [
+        gs.ngd.ENGD(),
+        gs.ngd.SPRING(),
+        gs.ngd.SPRING(damping=gs.ngd.LossScaledDamping()),
+        gs.ngd.LBFGS(),
+    ],
+    ids=["engd", "spring", "spring-loss-scaled", "lbfgs"],
 )
 def test_step_compiles_once(optimizer):
     traces = {"n": 0}

@@ -10,6 +10,7 @@ from ._damping import (
     AbstractDamping as AbstractDamping,
     ConstantDamping as ConstantDamping,
     LevenbergMarquardtDamping as LevenbergMarquardtDamping,
+    LossScaledDamping as LossScaledDamping,
 )
 from ._defaults import default_optimizers as default_optimizers
 from ._directions import (

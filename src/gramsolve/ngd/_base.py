@@ -17,6 +17,7 @@ from .._regimes import AbstractRegime, Iterative, RecycledFactor
 from .._regimes._base import all_finite
 from .._residual import AbstractResidual
 from .._solution import Solution
+from .._solve import solve
 from ._damping import AbstractDamping, ConstantDamping
 from ._line_search import AbstractLineSearch
 
@@ -119,11 +120,51 @@ def residual_loss(jacobian: JacobianOperator) -> Scalar:
     return half_squared_norm(jacobian.residual_value)
 
 
+def damping_at(
+    rule: AbstractDamping,
+    state: NGDState,
+    jacobian: JacobianOperator,
+    key: PRNGKeyArray,
+) -> Float[Array, ""]:
+    """The damping this step solves with: the rule's value at the current point."""
+    # A stream of its own, so that rules drawing no randomness leave the sketches'
+    # keys (and every existing run) as they were.
+    return rule.at_point(
+        state.damping, residual_loss(jacobian), jacobian, jax.random.fold_in(key, 1)
+    )
+
+
+def damped_natural_gradient(
+    residuals: AbstractResidual,
+    params: PyTree[Array],
+    state: NGDState,
+    rule: AbstractDamping,
+    solver: AbstractRegime,
+    key: PRNGKeyArray,
+) -> tuple[JacobianOperator, Float[Array, ""], Solution]:
+    """Linearise at `params`, take the rule's damping there, and solve for the
+    natural-gradient direction (as `natural_gradient`, with the damping chosen after
+    linearising). Returns the Jacobian, the damping and the solution."""
+    jacobian = JacobianOperator(residuals, params)
+    damping = damping_at(rule, state, jacobian, key)
+    solution = solve(
+        jacobian,
+        jacobian.residual_value,
+        damping,
+        solver,
+        key=key,
+        recycled=state.recycled,
+        throw=False,
+    )
+    return jacobian, damping, solution
+
+
 def line_search_update(
     *,
     residuals: AbstractResidual,
     params: PyTree[Array],
     state: NGDState,
+    damping: Float[Array, ""],
     jacobian: JacobianOperator,
     solution: Solution,
     direction: PyTree[Array],
@@ -133,7 +174,8 @@ def line_search_update(
     key: PRNGKeyArray,
     extra_info: dict[str, Any] | None = None,
 ) -> tuple[PyTree[Array], NGDState, dict[str, Any]]:
-    """Line search along `path`, accept or reject, update the damping.
+    """Line search along `path`, accept or reject, update the damping (`damping` is
+    the one this step solved with, from `damping_at`).
 
     A step is rejected (parameters unchanged, damping raised) when the solve failed
     (see `usable`), the direction or the loss is not finite, or no step size
@@ -159,7 +201,7 @@ def line_search_update(
         model = half_squared_norm(model_residual)
         predicted = loss - model
         gain_ratio = jnp.where(predicted > 0, (loss - trial_loss) / predicted, -jnp.inf)
-    new_damping = damping_rule.update(state.damping, accepted, gain_ratio)
+    new_damping = damping_rule.update(damping, accepted, gain_ratio)
     new_state = NGDState(
         new_damping,
         state.count + 1,
@@ -171,7 +213,7 @@ def line_search_update(
     info = {
         "loss": jnp.where(accepted, trial_loss, loss),
         "step_size": jnp.where(accepted, eta, 0.0),
-        "damping": state.damping,
+        "damping": damping,
         "accepted": accepted,
         **solution.stats,
         **(extra_info or {}),

@@ -11,13 +11,14 @@ from .._residual import AbstractResidual
 from ._base import (
     AbstractOptimizer,
     as_damping,
+    damped_natural_gradient,
     initial_state,
     line_search_update,
     NGDState,
     tree_axpy,
 )
 from ._damping import AbstractDamping
-from ._directions import geodesic_acceleration, natural_gradient
+from ._directions import geodesic_acceleration
 from ._line_search import AbstractLineSearch, GridLineSearch
 from ._model import over_arrays_init, over_arrays_step
 
@@ -76,13 +77,8 @@ class DNGD(AbstractOptimizer):
     @over_arrays_step
     def step(self, residuals: AbstractResidual, params: PyTree, state: NGDState):
         key, sketch_key = jax.random.split(state.key)
-        jacobian, solution = natural_gradient(
-            residuals,
-            params,
-            state.damping,
-            self.solver,
-            key=sketch_key,
-            recycled=state.recycled,
+        jacobian, damping, solution = damped_natural_gradient(
+            residuals, params, state, self.damping, self.solver, sketch_key
         )
         direction = solution.value
         acceleration = geodesic_acceleration(
@@ -90,7 +86,7 @@ class DNGD(AbstractOptimizer):
             residuals,
             params,
             direction,
-            state.damping,
+            damping,
             self.solver,
             solution.state,
         )
@@ -109,6 +105,7 @@ class DNGD(AbstractOptimizer):
             residuals=residuals,
             params=params,
             state=state,
+            damping=damping,
             jacobian=jacobian,
             solution=solution,
             direction=direction,

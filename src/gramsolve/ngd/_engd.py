@@ -9,13 +9,13 @@ from .._residual import AbstractResidual
 from ._base import (
     AbstractOptimizer,
     as_damping,
+    damped_natural_gradient,
     initial_state,
     line_search_update,
     NGDState,
     tree_axpy,
 )
 from ._damping import AbstractDamping
-from ._directions import natural_gradient
 from ._line_search import AbstractLineSearch, GridLineSearch
 from ._model import over_arrays_init, over_arrays_step
 
@@ -66,13 +66,8 @@ class ENGD(AbstractOptimizer):
     @over_arrays_step
     def step(self, residuals: AbstractResidual, params: PyTree, state: NGDState):
         key, sketch_key = jax.random.split(state.key)
-        jacobian, solution = natural_gradient(
-            residuals,
-            params,
-            state.damping,
-            self.solver,
-            key=sketch_key,
-            recycled=state.recycled,
+        jacobian, damping, solution = damped_natural_gradient(
+            residuals, params, state, self.damping, self.solver, sketch_key
         )
         direction = solution.value
 
@@ -83,6 +78,7 @@ class ENGD(AbstractOptimizer):
             residuals=residuals,
             params=params,
             state=state,
+            damping=damping,
             jacobian=jacobian,
             solution=solution,
             direction=direction,

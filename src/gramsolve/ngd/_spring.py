@@ -12,6 +12,7 @@ from .._residual import AbstractResidual
 from ._base import (
     AbstractOptimizer,
     as_damping,
+    damping_at,
     initial_state,
     next_recycled,
     NGDState,
@@ -92,12 +93,13 @@ class SPRING(AbstractOptimizer):
         key, sketch_key = jax.random.split(state.key)
         jacobian = JacobianOperator(residuals, params)
         loss = residual_loss(jacobian)
+        damping = damping_at(self.damping, state, jacobian, sketch_key)
         direction, solution = spring_direction(
             jacobian,
             jacobian.residual_value,
             state.momentum,
             self.momentum,
-            state.damping,
+            damping,
             self.solver,
             key=sketch_key,
             recycled=state.recycled,
@@ -109,7 +111,7 @@ class SPRING(AbstractOptimizer):
         accepted = usable(solution) & jnp.isfinite(norm) & jnp.isfinite(new_loss)
         zeros = jax.tree_util.tree_map(jnp.zeros_like, direction)
         new_state = NGDState(
-            damping=self.damping.update(state.damping, accepted, None),
+            damping=self.damping.update(damping, accepted, None),
             count=state.count + 1,
             key=key,
             momentum=tree_where(accepted, direction, zeros),
@@ -119,7 +121,7 @@ class SPRING(AbstractOptimizer):
         info = {
             "loss": jnp.where(accepted, new_loss, loss),
             "step_size": jnp.where(accepted, eta, 0.0),
-            "damping": state.damping,
+            "damping": damping,
             "accepted": accepted,
             **solution.stats,
         }
