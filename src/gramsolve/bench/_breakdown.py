@@ -42,7 +42,7 @@ def compiled_seconds(fn: Callable[..., Any], *args: Any, repeat: int = 3) -> flo
     return float(sorted(times)[len(times) // 2])
 
 
-def _grid_line_search_seconds(
+def _line_search_seconds(
     line_search: ngd.AbstractLineSearch,
     residuals: Residuals,
     params: PyTree,
@@ -58,7 +58,12 @@ def _grid_line_search_seconds(
                 jax.tree_util.tree_map(lambda p, d: p - eta * d, params, direction)
             )
 
-        return line_search(loss_along, loss, None, previous)
+        slope = None
+        if line_search.needs_slope:
+            # What the optimizers compute for Armijo: -(Jᵀr)·d, one VJP.
+            zero = jnp.zeros((), previous.dtype)
+            slope = jax.jvp(loss_along, (zero,), (jnp.ones_like(zero),))[1]
+        return line_search(loss_along, loss, slope, previous)
 
     previous = jnp.asarray(previous, ravel_pytree(params)[0].dtype)
     return compiled_seconds(search, params, direction, previous, repeat=repeat)
@@ -153,7 +158,7 @@ def step_breakdown(
             if isinstance(optimizer, HandWrittenENGDW)
             else optimizer.line_search
         )
-        times["line_search"] = _grid_line_search_seconds(
+        times["line_search"] = _line_search_seconds(
             line_search, residuals, params, direction, previous_step_size, repeat
         )
     state = optimizer.init(params)
