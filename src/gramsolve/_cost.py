@@ -36,7 +36,7 @@ MATERIALISED_FLOPS_PER_ENTRY = 4.0
 # matrix-vector products, bound by memory bandwidth (each reads the whole matrix), not
 # by flops. Measured side by side against one matrix-free product on the 5D Poisson
 # 10,065-parameter network at 3,500 points and the 2D 9,873-parameter one at 1,020
-# (2-core CPU, float64 and float32): 0.16–0.35 of a matrix-free product, and 6–9x a
+# (2-core CPU, float64 and float32): 0.16–0.35 of a matrix-free product, and 8–10x a
 # product of a batched sketch.
 FORMED_MATVEC_FLOPS_PER_ENTRY = 20.0
 # Nyström-preconditioned CG on PINN Gramians converges in a handful of iterations
@@ -142,6 +142,16 @@ def krylov_flops(m: int, n: int, size: int, iterations: int, rank: int) -> float
     )
 
 
+# What flops do not count in a Krylov solve on the formed Jacobian, in seconds: the
+# preconditioner's small factorisations (QR, eigh, SVD) and the loop's setup, and the
+# loop's own cost per iteration. Measured on a 2-core CPU (2D Poisson 2-64-1, 192
+# points): 1.3 ms and 20 µs. They matter on small problems only, where they decide
+# against it: Dense took 1.7 ms there, CG on the formed Jacobian (rank 37, 4
+# iterations) 3.1 ms, and flops alone predicted 0.5 ms for each.
+KRYLOV_FIXED_SECONDS = 1.3e-3
+KRYLOV_ITERATION_SECONDS = 2e-5
+
+
 def formed_krylov_flops(
     m: int, n: int, size: int, iterations: int, rank: int, form: bool = True
 ) -> float:
@@ -154,6 +164,25 @@ def formed_krylov_flops(
         + rank * MATERIALISED_FLOPS_PER_ENTRY * m * n
         + iterations * FORMED_MATVEC_FLOPS_PER_ENTRY * m * n
         + 4 * rank * rank * size
+    )
+
+
+def formed_krylov_seconds(
+    m: int,
+    n: int,
+    size: int,
+    iterations: int,
+    rank: int,
+    machine: Machine,
+    form: bool = True,
+) -> float:
+    """Estimated seconds of a Krylov solve on the formed Jacobian: its flops
+    (`formed_krylov_flops`) at the machine's throughput and its fixed costs."""
+    flops = formed_krylov_flops(m, n, size, iterations, rank, form)
+    return (
+        flops / machine.flops_per_second
+        + KRYLOV_FIXED_SECONDS
+        + iterations * KRYLOV_ITERATION_SECONDS
     )
 
 

@@ -15,7 +15,7 @@ from .._cost import (
     DEFAULT_BUDGET_FRACTION,
     format_bytes,
     format_seconds,
-    formed_krylov_flops,
+    formed_krylov_seconds,
     krylov_flops,
 )
 from .._effective_dimension import EffectiveDimension
@@ -269,27 +269,27 @@ class Auto(AbstractRegime):
                 return 1
             return spectrum.predicted_iterations(rank, rtol, self.max_steps)
 
-        def flops(rank: int) -> float:
-            if formed:
-                return formed_krylov_flops(m, n, size, iterations(rank), rank)
-            if isinstance(jacobian, MaterialisedJacobian):
-                # formed by the caller: its products are matrix products already
-                return formed_krylov_flops(
-                    m, n, size, iterations(rank), rank, form=False
+        machine = current_machine(dtype.itemsize)
+
+        def seconds(rank: int) -> float:
+            if formed or isinstance(jacobian, MaterialisedJacobian):
+                # formed here, or by the caller (its products are matrix products)
+                return formed_krylov_seconds(
+                    m, n, size, iterations(rank), rank, machine, form=formed
                 )
-            return krylov_flops(m, n, size, iterations(rank), rank)
+            flops = krylov_flops(m, n, size, iterations(rank), rank)
+            return flops / machine.flops_per_second
 
         # Past the sketch the prediction stops improving, so no larger rank wins.
         ranks = range(min(max_rank, size, spectrum.rank) + 1)
-        rank = min(ranks, key=flops)
+        rank = min(ranks, key=seconds)
         predicted = iterations(rank)
         candidate = self._iterative(space, size, method, rank=rank, formed=formed)
         memory = candidate.estimate(jacobian, rhs)
-        machine = current_machine(dtype.itemsize)
         label = f"nystrom rank {rank}" if rank > 0 else "none"
         estimate = Estimate(
             regime=memory.regime,
-            seconds=flops(rank) / machine.flops_per_second,
+            seconds=seconds(rank),
             memory_bytes=memory.memory_bytes,
             detail=f"~{predicted} iterations (from the spectrum), "
             f"preconditioner {label}" + (", Jacobian formed" if formed else ""),
@@ -363,7 +363,7 @@ class Auto(AbstractRegime):
         # them: the size-only guess (a handful) is far below what natural-gradient
         # dampings take. 5D Poisson, 10,065 parameters, 3,500 points, at
         # initialisation and λ = 2e-10: rank 100 left 178 iterations and CG on the
-        # formed Jacobian took 1.7x Dense's time; rank 200 left 29, 0.6x. Without a
+        # formed Jacobian took 1.6x Dense's time; rank 200 left 29, 0.6x. Without a
         # spectrum, CG on the formed Jacobian is chosen only where no Dense fits;
         # against matrix-free CG it wins at any iteration count.
         dense_fits = any(
@@ -401,9 +401,10 @@ class Auto(AbstractRegime):
         if fitting:
             _, best = min(fitting)
             choice, estimate = candidates[best], estimates[best]
+            # The formed-Jacobian candidates have their own sentence (_formed_reason).
             faster = [
                 e
-                for e in estimates
+                for e in estimates[: len(dense) + len(iterative)]
                 if e.seconds < estimate.seconds and e.memory_bytes > budget
             ]
             reason = (

@@ -13,7 +13,7 @@ from jaxtyping import Array, Int, PRNGKeyArray, PyTree
 from .._cg import CG
 from .._cost import (
     current_machine,
-    formed_krylov_flops,
+    formed_krylov_seconds,
     krylov_flops,
     linearisation_bytes,
     PRECONDITIONED_ITERATIONS,
@@ -533,7 +533,9 @@ class Iterative(AbstractSpaceRegime):
         )
         detail = f"~{iterations} iterations, preconditioner {label}"
         if forms or isinstance(jacobian, MaterialisedJacobian):
-            flops = formed_krylov_flops(m, n, size, iterations, rank, form=forms)
+            seconds = formed_krylov_seconds(
+                m, n, size, iterations, rank, machine, form=forms
+            )
             # The matrix and, while it is formed, its per-point gradients; a
             # Jacobian formed already is the caller's.
             memory = preconditioner + (2 * m * n * itemsize if forms else 0)
@@ -542,10 +544,11 @@ class Iterative(AbstractSpaceRegime):
                 detail += ", Jacobian formed"
         else:
             flops = krylov_flops(m, n, size, iterations, rank)
+            seconds = flops / machine.flops_per_second
             memory = 2 * linearisation_bytes(m, n, itemsize) + preconditioner
         return Estimate(
             regime=regime,
-            seconds=flops / machine.flops_per_second,
+            seconds=seconds,
             memory_bytes=int(memory),
             detail=detail,
         )
