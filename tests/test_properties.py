@@ -478,9 +478,16 @@ def test_plan_never_over_budget(m, n, itemsize, log_budget, max_rank, rhs, dampi
         assert plan.choice.chosen_space(jacobian, rhs) == "parameter"
     if isinstance(plan.choice, gs.Iterative):
         assert plan.choice.method == ("minres" if damping == 0 else "cg")
-    fitting = [e for e in plan.estimates[:4] if e.memory_bytes <= budget]
-    if rhs == "parameter":
-        fitting = [e for e in plan.estimates[:2] if e.memory_bytes <= budget]
+    # Dense, matrix-free CG and CG on the formed Jacobian, each in both spaces (in
+    # parameter space only for a parameter-space right-hand side); a preconditioner
+    # cut to fit comes after them. Without a spectrum, CG on the formed Jacobian is
+    # chosen only where no Dense fits.
+    spaces = 2 if rhs == "residual" else 1
+    dense = plan.estimates[:spaces]
+    candidates = plan.estimates[: 3 * spaces]
+    if any(e.memory_bytes <= budget for e in dense):
+        candidates = candidates[: 2 * spaces]
+    fitting = [e for e in candidates if e.memory_bytes <= budget]
     if fitting:
         # the fastest of the candidates that fit
         assert chosen.seconds == min(e.seconds for e in fitting)

@@ -29,9 +29,16 @@ MATVEC_FLOPS_PER_ENTRY = 80.0
 # sketches multiply their test vectors one at a time (`SKETCH_WORKING_SET_BYTES`), and
 # a `vmap` over many was no cheaper per vector on a CPU (1.45–2.1× dearer).
 SKETCH_FLOPS_PER_ENTRY = MATVEC_FLOPS_PER_ENTRY
-# One Gramian product with the Jacobian formed as a dense matrix: two matrix-vector
-# products (batched products of a sketch run as GEMMs, cheaper still).
+# One Gramian product of a sketch with the Jacobian formed as a dense matrix: the
+# batched products run as two GEMMs, 2 flops per entry each.
 MATERIALISED_FLOPS_PER_ENTRY = 4.0
+# One Gramian product with the formed Jacobian on its own (a CG iteration): two
+# matrix-vector products, bound by memory bandwidth (each reads the whole matrix), not
+# by flops. Measured side by side against one matrix-free product on the 5D Poisson
+# 10,065-parameter network at 3,500 points and the 2D 9,873-parameter one at 1,020
+# (2-core CPU, float64 and float32): 0.16–0.35 of a matrix-free product, and 8–10x a
+# product of a batched sketch.
+FORMED_MATVEC_FLOPS_PER_ENTRY = 20.0
 # Nyström-preconditioned CG on PINN Gramians converges in a handful of iterations
 # (measured: 3–12 at rank 100–200); plan for this many.
 PRECONDITIONED_ITERATIONS = 15
@@ -132,6 +139,50 @@ def krylov_flops(m: int, n: int, size: int, iterations: int, rank: int) -> float
         iterations * MATVEC_FLOPS_PER_ENTRY * m * n
         + rank * SKETCH_FLOPS_PER_ENTRY * m * n
         + 4 * rank * rank * size
+    )
+
+
+# What flops do not count in a Krylov solve on the formed Jacobian, in seconds: the
+# preconditioner's small factorisations (QR, eigh, SVD) and the loop's setup, and the
+# loop's own cost per iteration. Measured on a 2-core CPU (2D Poisson 2-64-1, 192
+# points): 1.3 ms and 20 µs. They matter on small problems only, where they decide
+# against it: Dense took 1.7 ms there, CG on the formed Jacobian (rank 37, 4
+# iterations) 3.1 ms, and flops alone predicted 0.5 ms for each.
+KRYLOV_FIXED_SECONDS = 1.3e-3
+KRYLOV_ITERATION_SECONDS = 2e-5
+
+
+def formed_krylov_flops(
+    m: int, n: int, size: int, iterations: int, rank: int, form: bool = True
+) -> float:
+    """GEMM-flop equivalents of a Krylov solve on the Jacobian formed as a dense
+    matrix: forming it (unless `form` is false: it is formed already), the `rank`
+    products of the sketch as matrix products, `iterations` Gramian products as two
+    matrix-vector products each, and the sketch's dense factorisation."""
+    return (
+        (DENSE_JACOBIAN_FLOPS_PER_ENTRY if form else 0.0) * m * n
+        + rank * MATERIALISED_FLOPS_PER_ENTRY * m * n
+        + iterations * FORMED_MATVEC_FLOPS_PER_ENTRY * m * n
+        + 4 * rank * rank * size
+    )
+
+
+def formed_krylov_seconds(
+    m: int,
+    n: int,
+    size: int,
+    iterations: int,
+    rank: int,
+    machine: Machine,
+    form: bool = True,
+) -> float:
+    """Estimated seconds of a Krylov solve on the formed Jacobian: its flops
+    (`formed_krylov_flops`) at the machine's throughput and its fixed costs."""
+    flops = formed_krylov_flops(m, n, size, iterations, rank, form)
+    return (
+        flops / machine.flops_per_second
+        + KRYLOV_FIXED_SECONDS
+        + iterations * KRYLOV_ITERATION_SECONDS
     )
 
 

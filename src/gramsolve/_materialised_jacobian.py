@@ -19,9 +19,12 @@ class MaterialisedJacobian(lx.AbstractLinearOperator):
 
     Worth it when many products follow: one Gramian product through the residual's
     linearisation (a JVP and a VJP) costs some 80 GEMM flops per Jacobian entry on
-    PINN residuals, forming $J$ some 250, and a product with the formed matrix 4. The
+    PINN residuals, forming $J$ some 250, and a product with the formed matrix 4 in a
+    batch (a sketch's products are two matrix products) or about 20 on its own (a
+    Krylov iteration's two matrix-vector products, bound by memory bandwidth). The
     matrix-free regimes ([`gramsolve.SketchSolve`][], [`gramsolve.Iterative`][])
-    build one by themselves (`materialise=None`) when it fits their memory budget.
+    build one by themselves (`materialise=True`, or `None` to decide from the memory
+    budget and the number of products).
 
     **Arguments:**
 
@@ -74,7 +77,9 @@ class _MaterialisedTranspose(lx.AbstractLinearOperator):
         vector = checked_vector(
             vector, self.in_structure(), "MaterialisedJacobian.transpose().mv"
         )
-        product = self.jacobian.matrix.T @ ravel(vector)
+        # Not `matrix.T @ v`: XLA on CPU copies the transposed matrix for it, which
+        # made one product 10x slower (3,500 x 10,065 float64: 340 ms against 33).
+        product = ravel(vector) @ self.jacobian.matrix
         return unravel(product, self.out_structure())
 
     def as_matrix(self) -> Float[Array, "n m"]:

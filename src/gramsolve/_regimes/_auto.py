@@ -15,9 +15,11 @@ from .._cost import (
     DEFAULT_BUDGET_FRACTION,
     format_bytes,
     format_seconds,
+    formed_krylov_seconds,
     krylov_flops,
 )
 from .._effective_dimension import EffectiveDimension
+from .._materialised_jacobian import MaterialisedJacobian
 from ._base import AbstractRegime, Estimate, RightHandSide, sizes, smaller_space
 from ._dense import Dense
 from ._iterative import Iterative
@@ -37,7 +39,7 @@ class Plan(eqx.Module):
     - `memory_budget`: the budget in bytes the candidates were compared against.
     - `estimates`: each candidate's estimated time and memory.
     - `choice`: the regime chosen (a [`gramsolve.Dense`][] or
-      [`gramsolve.Iterative`][]).
+      [`gramsolve.Iterative`][], matrix-free or on the formed Jacobian).
     - `reason`: why, in words.
     - `spectrum`: the [`gramsolve.EffectiveDimension`][] the iterative candidates
       were planned with (at the planned damping), or `None` when the plan is from
@@ -58,19 +60,20 @@ class Plan(eqx.Module):
     candidates: tuple[AbstractRegime, ...] = eqx.field(default=(), static=True)
 
     def __str__(self) -> str:
+        width = max([44, *(len(e.regime) for e in self.estimates)])
         lines = [
             f"natural-gradient solve: m = {self.m} residuals, n = {self.n} parameters, "
             f"{self.dtype}, {self.rhs}-space right-hand side",
             f"memory budget: {format_bytes(self.memory_budget)}",
             "",
-            f"  {'regime':<44} {'est. time':>10} {'est. memory':>12}  notes",
+            f"  {'regime':<{width}} {'est. time':>10} {'est. memory':>12}  notes",
         ]
         for estimate in self.estimates:
             fits = (
                 "" if estimate.memory_bytes <= self.memory_budget else "  (over budget)"
             )
             lines.append(
-                f"  {estimate.regime:<44} {format_seconds(estimate.seconds):>10} "
+                f"  {estimate.regime:<{width}} {format_seconds(estimate.seconds):>10} "
                 f"{format_bytes(estimate.memory_bytes):>12}  {estimate.detail}{fits}"
             )
         if self.spectrum is not None:
@@ -107,12 +110,15 @@ class Auto(AbstractRegime):
     r"""Chooses the space and the regime for each problem, and says why
     ([`gramsolve.plan`][]).
 
-    Candidates: [`gramsolve.Dense`][] in either space and [`gramsolve.Iterative`][]
-    (Nyström-preconditioned CG) in either space. Each gets a time estimate
-    (dense-matrix flops plus Jacobian products at a per-entry cost measured on PINN
-    residuals) and a memory estimate; Auto takes the fastest one whose memory fits
-    `memory_budget` (bytes; default `budget_fraction` of the device's memory, or of
-    the host's RAM on CPU). Dense wins while the Gram matrix is small (the Benchmarks
+    Candidates: [`gramsolve.Dense`][] in either space, [`gramsolve.Iterative`][]
+    (Nyström-preconditioned CG) in either space, and the same on the Jacobian
+    formed once (`Iterative(materialise=True)`: the sketch is matrix products with
+    $J$, each iteration two matrix-vector products, $JJ^\top$ is never formed), in
+    either space. Each gets a time estimate (dense-matrix flops plus Jacobian
+    products at a per-entry cost measured on PINN residuals) and a memory
+    estimate; Auto takes the fastest one whose memory fits `memory_budget` (bytes;
+    default `budget_fraction` of the device's memory, or of the host's RAM on
+    CPU). Dense wins while the Gram matrix is small (the Benchmarks
     page of the documentation shows where the crossover lies); matrix-free wins for
     large or memory-bound problems. For [`gramsolve.gramian_solve`][] only
     parameter-space regimes are considered (the residual-space Woodbury form loses
@@ -126,9 +132,19 @@ class Auto(AbstractRegime):
     `max_rank`, the Nyström rank $k$ that minimises the predicted time: $k$ sketch
     products plus the predicted CG iterations
     ([`EffectiveDimension.predicted_iterations`][gramsolve.EffectiveDimension.predicted_iterations])
-    times one product each. A small effective dimension at the damping makes the
-    matrix-free solve cheap; one that approaches the size needs a rank, or
-    iterations, that cost more than forming the Gram matrix, and Dense wins. The
+    times one product each (on the formed Jacobian: forming it, then products that
+    cost far less, a sketch's least, so it takes larger ranks). A small effective
+    dimension at the damping makes the Krylov solve cheap; one that approaches the
+    size needs a rank, or iterations, that cost more than forming the Gram matrix,
+    and Dense wins.
+
+    CG on the formed Jacobian competes with Dense on the iterations alone (both
+    form $J$; one then forms the Gram matrix, the other runs CG), and the
+    size-only guess of a handful of iterations is far below what
+    natural-gradient dampings take once the effective dimension passes the rank.
+    So without `spectrum` it is listed with its estimate and chosen only where no
+    Dense candidate fits the budget (against matrix-free CG it wins at any
+    iteration count); with `spectrum`, on its predicted time like the others. The
     spectrum is moved to the damping of the plan when that is a concrete positive
     number, and used at its own damping otherwise (a traced damping under `jit`).
 
@@ -195,7 +211,14 @@ class Auto(AbstractRegime):
             return self.memory_budget
         return int(self.budget_fraction * current_machine(itemsize).memory_bytes)
 
-    def _iterative(self, space: str, size: int, method: str, rank: int | None = None):
+    def _iterative(
+        self,
+        space: str,
+        size: int,
+        method: str,
+        rank: int | None = None,
+        formed: bool = False,
+    ):
         rank = min(self.max_rank, size) if rank is None else rank
         preconditioner = Nystrom(rank=rank) if rank > 0 else None
         return Iterative(
@@ -204,6 +227,7 @@ class Auto(AbstractRegime):
             preconditioner=preconditioner,
             rtol=self.rtol,
             max_steps=self.max_steps,
+            materialise=formed,
         )
 
     def _spectrum_at(self, m: int, n: int, damping: Any) -> EffectiveDimension | None:
@@ -229,10 +253,11 @@ class Auto(AbstractRegime):
         method: str,
         spectrum: EffectiveDimension,
         max_rank: int,
+        formed: bool = False,
     ) -> tuple[Iterative, Estimate, int]:
-        """The iterative candidate in `space` with the Nyström rank (at most
-        `max_rank`, 0 for none) of least predicted time, its estimate and its
-        predicted iterations."""
+        """The iterative candidate in `space` (on the formed Jacobian when `formed`)
+        with the Nyström rank (at most `max_rank`, 0 for none) of least predicted
+        time, its estimate and its predicted iterations."""
         m, n, dtype = sizes(jacobian)
         size = m if space == "residual" else n
         rtol = math.sqrt(float(np.finfo(dtype).eps)) if self.rtol is None else self.rtol
@@ -244,37 +269,46 @@ class Auto(AbstractRegime):
                 return 1
             return spectrum.predicted_iterations(rank, rtol, self.max_steps)
 
+        machine = current_machine(dtype.itemsize)
+
+        def seconds(rank: int) -> float:
+            if formed or isinstance(jacobian, MaterialisedJacobian):
+                # formed here, or by the caller (its products are matrix products)
+                return formed_krylov_seconds(
+                    m, n, size, iterations(rank), rank, machine, form=formed
+                )
+            flops = krylov_flops(m, n, size, iterations(rank), rank)
+            return flops / machine.flops_per_second
+
         # Past the sketch the prediction stops improving, so no larger rank wins.
         ranks = range(min(max_rank, size, spectrum.rank) + 1)
-        rank = min(ranks, key=lambda k: krylov_flops(m, n, size, iterations(k), k))
+        rank = min(ranks, key=seconds)
         predicted = iterations(rank)
-        candidate = self._iterative(space, size, method, rank=rank)
+        candidate = self._iterative(space, size, method, rank=rank, formed=formed)
         memory = candidate.estimate(jacobian, rhs)
-        flops = krylov_flops(m, n, size, predicted, rank)
-        machine = current_machine(dtype.itemsize)
         label = f"nystrom rank {rank}" if rank > 0 else "none"
         estimate = Estimate(
             regime=memory.regime,
-            seconds=flops / machine.flops_per_second,
+            seconds=seconds(rank),
             memory_bytes=memory.memory_bytes,
             detail=f"~{predicted} iterations (from the spectrum), "
-            f"preconditioner {label}",
+            f"preconditioner {label}" + (", Jacobian formed" if formed else ""),
         )
         return candidate, estimate, predicted
 
     def _candidate(
-        self, jacobian, rhs, space, method, spectrum, rank=None
+        self, jacobian, rhs, space, method, spectrum, rank=None, formed=False
     ) -> tuple[Iterative, Estimate, int | None]:
-        """An iterative candidate, its estimate, and its iterations when they are
-        predicted from the spectrum."""
+        """An iterative candidate (on the formed Jacobian when `formed`), its
+        estimate, and its iterations when they are predicted from the spectrum."""
         m, n, _ = sizes(jacobian)
         size = m if space == "residual" else n
         if spectrum is None:
-            candidate = self._iterative(space, size, method, rank=rank)
+            candidate = self._iterative(space, size, method, rank=rank, formed=formed)
             return candidate, candidate.estimate(jacobian, rhs), None
         max_rank = self.max_rank if rank is None else rank
         return self._spectral_iterative(
-            jacobian, rhs, space, method, spectrum, max_rank
+            jacobian, rhs, space, method, spectrum, max_rank, formed
         )
 
     def plan(
@@ -311,12 +345,38 @@ class Auto(AbstractRegime):
         iterative = [
             self._candidate(jacobian, rhs, s, method, spectrum) for s in spaces
         ]
-        candidates = dense + [c for c, _, _ in iterative]
+        # A Jacobian formed by the caller makes the matrix-free candidates these.
+        formed = (
+            []
+            if isinstance(jacobian, MaterialisedJacobian)
+            else [
+                self._candidate(jacobian, rhs, s, method, spectrum, formed=True)
+                for s in spaces
+            ]
+        )
+        candidates = dense + [c for c, _, _ in iterative + formed]
         estimates = [c.estimate(jacobian, rhs) for c in dense] + [
-            e for _, e, _ in iterative
+            e for _, e, _ in iterative + formed
         ]
 
+        # Between Dense and CG the iterations decide, and only a spectrum predicts
+        # them: the size-only guess (a handful) is far below what natural-gradient
+        # dampings take. 5D Poisson, 10,065 parameters, 3,500 points, at
+        # initialisation and λ = 2e-10: rank 100 left 178 iterations and CG on the
+        # formed Jacobian took 1.6x Dense's time; rank 200 left 29, 0.6x. Without a
+        # spectrum, CG on the formed Jacobian is chosen only where no Dense fits;
+        # against matrix-free CG it wins at any iteration count.
+        dense_fits = any(
+            c.estimate(jacobian, rhs).memory_bytes <= budget for c in dense
+        )
+        bet = spectrum is not None or not dense_fits
+        eligible = [True] * (len(dense) + len(iterative)) + [bet] * len(formed)
+
         def finish(choice, estimate, reason):
+            if formed:
+                reason += _formed_reason(
+                    formed, choice, estimate, budget, m, n, dtype, bet
+                )
             if spectrum is not None:
                 reason += _spectral_reason(iterative, m, n)
             plan = Plan(
@@ -334,12 +394,19 @@ class Auto(AbstractRegime):
             return plan, estimate
 
         fitting = [
-            (e.seconds, i) for i, e in enumerate(estimates) if e.memory_bytes <= budget
+            (e.seconds, i)
+            for i, e in enumerate(estimates)
+            if e.memory_bytes <= budget and eligible[i]
         ]
         if fitting:
             _, best = min(fitting)
             choice, estimate = candidates[best], estimates[best]
-            faster = [e for e in estimates if e.seconds < estimate.seconds]
+            # The formed-Jacobian candidates have their own sentence (_formed_reason).
+            faster = [
+                e
+                for e in estimates[: len(dense) + len(iterative)]
+                if e.seconds < estimate.seconds and e.memory_bytes > budget
+            ]
             reason = (
                 f"fastest estimate ({format_seconds(estimate.seconds)}) among the regimes "
                 f"that fit the budget"
@@ -409,4 +476,45 @@ def _spectral_reason(
         f"; from the spectrum, matrix-free CG in {candidate.space} space needs a "
         f"rank-{rank} preconditioner ({rank / size:.0%} of the size {size}) and "
         f"~{iterations} iterations"
+    )
+
+
+def _formed_reason(
+    formed: list[tuple[Iterative, Estimate, int | None]],
+    choice: AbstractRegime,
+    chosen: Estimate,
+    budget: int,
+    m: int,
+    n: int,
+    dtype: np.dtype,
+    eligible: bool,
+) -> str:
+    """Why the Krylov solve on the formed Jacobian was or was not chosen, in words."""
+    matrix = format_bytes(m * n * dtype.itemsize)
+    if any(choice == candidate for candidate, _, _ in formed):
+        return (
+            f"; the Jacobian formed once ({matrix}) makes the sketch matrix products "
+            "and each CG iteration two matrix-vector products, without forming "
+            "the Gram matrix"
+        )
+    _, best, _ = min(formed, key=lambda item: item[1].seconds)
+    if best.memory_bytes > budget:
+        return (
+            f"; not CG on the formed Jacobian: it needs "
+            f"{format_bytes(best.memory_bytes)} (the {m}×{n} matrix, twice while "
+            "it is formed), over the budget"
+        )
+    if not eligible:
+        return (
+            f"; not CG on the formed Jacobian ({matrix}; "
+            f"{format_seconds(best.seconds)} at the size-only guess of its "
+            "iterations): against Dense its CG iterations decide, and without a "
+            "spectrum nothing predicts them (at natural-gradient dampings they "
+            "run to hundreds); gs.Auto(spectrum=gs.effective_dimension(...)) plans "
+            "them"
+        )
+    return (
+        f"; not CG on the formed Jacobian ({matrix}): estimated "
+        f"{format_seconds(best.seconds)}, "
+        f"{best.seconds / max(chosen.seconds, 1e-300):.1f}× the choice"
     )

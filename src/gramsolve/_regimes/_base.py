@@ -15,6 +15,7 @@ from .._cost import (
     current_machine,
     DEFAULT_BUDGET_FRACTION,
     DENSE_JACOBIAN_FLOPS_PER_ENTRY,
+    FORMED_MATVEC_FLOPS_PER_ENTRY,
     MATERIALISED_FLOPS_PER_ENTRY,
     SKETCH_FLOPS_PER_ENTRY,
 )
@@ -154,13 +155,19 @@ def damped_gramian(
 
 
 def materialises(
-    choice: bool | None, jacobian: lx.AbstractLinearOperator, products: int
+    choice: bool | None,
+    jacobian: lx.AbstractLinearOperator,
+    products: int,
+    matvecs: int = 0,
 ) -> bool:
     """Whether a matrix-free regime should form the Jacobian once
-    ([`gramsolve.MaterialisedJacobian`][]) for `products` Gramian products: `choice`
-    when given; otherwise when $J$ is a [`gramsolve.JacobianOperator`][], the formed
-    matrix (and its per-point gradients while they are formed) fits the default
-    memory budget, and forming it costs less than the products it makes cheap."""
+    ([`gramsolve.MaterialisedJacobian`][]) for `products` Gramian products in a
+    batch (a sketch: matrix products once $J$ is formed) and `matvecs` more one at a
+    time (Krylov iterations: two matrix-vector products each once it is formed):
+    `choice` when given; otherwise when $J$ is a [`gramsolve.JacobianOperator`][],
+    the formed matrix (and its per-point gradients while they are formed) fits the
+    default memory budget, and forming it costs less than the products it makes
+    cheap."""
     if choice is not None:
         return choice and not isinstance(jacobian, MaterialisedJacobian)
     if not isinstance(jacobian, JacobianOperator):
@@ -169,13 +176,20 @@ def materialises(
     machine = current_machine(dtype.itemsize)
     if 2 * m * n * dtype.itemsize > DEFAULT_BUDGET_FRACTION * machine.memory_bytes:
         return False
-    formed = DENSE_JACOBIAN_FLOPS_PER_ENTRY + products * MATERIALISED_FLOPS_PER_ENTRY
-    return formed < products * SKETCH_FLOPS_PER_ENTRY
+    formed = (
+        DENSE_JACOBIAN_FLOPS_PER_ENTRY
+        + products * MATERIALISED_FLOPS_PER_ENTRY
+        + matvecs * FORMED_MATVEC_FLOPS_PER_ENTRY
+    )
+    return formed < (products + matvecs) * SKETCH_FLOPS_PER_ENTRY
 
 
 def with_materialised(
-    choice: bool | None, jacobian: lx.AbstractLinearOperator, products: int
+    choice: bool | None,
+    jacobian: lx.AbstractLinearOperator,
+    products: int,
+    matvecs: int = 0,
 ) -> lx.AbstractLinearOperator:
-    if materialises(choice, jacobian, products):
+    if materialises(choice, jacobian, products, matvecs):
         return MaterialisedJacobian(jacobian)
     return jacobian

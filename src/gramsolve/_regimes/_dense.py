@@ -247,7 +247,9 @@ class Dense(AbstractSpaceRegime):
         """$J^\\top u$: a matrix product with the formed Jacobian, or one VJP when
         it was formed in column blocks and not kept."""
         if state.matrix is not None:
-            return state.matrix.T @ vector
+            # Not `matrix.T @ u`: XLA on CPU copies the transposed matrix for it
+            # (340 ms against 33 at 3,500 x 10,065 in float64).
+            return vector @ state.matrix
         cotangent = unravel(vector, state.jacobian.out_structure())
         return ravel(state.jacobian.transpose().mv(cotangent))
 

@@ -13,12 +13,14 @@ from jaxtyping import Array, Int, PRNGKeyArray, PyTree
 from .._cg import CG
 from .._cost import (
     current_machine,
+    formed_krylov_seconds,
     krylov_flops,
     linearisation_bytes,
     PRECONDITIONED_ITERATIONS,
 )
 from .._gramian import ParameterGramian
 from .._lowrank import LowRank
+from .._materialised_jacobian import MaterialisedJacobian
 from .._minres import MINRES
 from .._misc import structure_equal, tree_size
 from .._nystrom import gaussian_test_matrix, nystrom_from_test_matrix
@@ -29,9 +31,11 @@ from ._base import (
     combine_results,
     damped_gramian,
     Estimate,
+    materialises,
     RightHandSide,
     sizes,
     Space,
+    with_materialised,
 )
 from ._preconditioners import (
     AbstractLowRankPreconditioner,
@@ -53,11 +57,12 @@ class IterativeState(eqx.Module):
 
 
 class Iterative(AbstractSpaceRegime):
-    r"""Matrix-free Krylov solve of a damped Gramian: nothing $m \times n$ is formed.
+    r"""Krylov solve of a damped Gramian: matrix-free (nothing $m \times n$ is
+    formed) by default, or on the Jacobian formed once (`materialise`).
 
-    Each iteration is one Gramian product, one JVP and one VJP through the Jacobian's
-    linearisation; memory is $O(m + n)$ plus the preconditioner's $\text{rank} \times
-    \text{size}$ numbers.
+    Matrix-free, each iteration is one Gramian product, one JVP and one VJP through
+    the Jacobian's linearisation; memory is $O(m + n)$ plus the preconditioner's
+    $\text{rank} \times \text{size}$ numbers.
 
     - `space`: `"residual"` solves $(JJ^\top + \lambda I)c = r$, $d = J^\top c$;
       `"parameter"` solves $(J^\top J + \lambda I)d = J^\top r$; `None` picks the
@@ -71,6 +76,18 @@ class Iterative(AbstractSpaceRegime):
     - `rtol`, `atol`, `max_steps`: the norm-wise stopping rule
       $\|b - Ax\|_2 \le \max(\text{rtol}\,\|b\|_2, \text{atol})$; `rtol=None` is
       $\sqrt{\epsilon}$ of the dtype.
+    - `materialise`: where $J$ fits in memory but $JJ^\top$ (or $J^\top J$) is
+      expensive to form, form $J$ once from per-point gradients
+      ([`gramsolve.MaterialisedJacobian`][]) and run the same solve on it: the
+      preconditioner's sketch $(JJ^\top)\Omega = J(J^\top\Omega)$ becomes two matrix
+      products, and each CG iteration two matrix-vector products, $J(J^\top v)$;
+      the Gram matrix is never formed. Memory grows by the $m \times n$ matrix (twice
+      that while its rows are formed). Forming $J$ costs a few matrix-free products,
+      a sketch's products then cost next to nothing, and an iteration's about a
+      fifth of a matrix-free one (5D Poisson, 10,065 parameters, 3,500 points, on
+      a 2-core CPU; `benchmarks/jacobian_products.py` measures it against
+      [`gramsolve.Dense`][]). `stats["jacobian"]` says `"formed"` or
+      `"matrix-free"`.
     - `forecast_from`: a solve that will not converge says so early. From iteration
       100 on, when the rate at which the residual has fallen so far forecasts more
       than twice the iterations left, the solve stops with
@@ -128,6 +145,16 @@ class Iterative(AbstractSpaceRegime):
     - `rebuild_after`: with `recycle`, the PCG iterations (positive) the previous
       factor gets before a new one is sketched, or `None` (default) to sketch at
       every solve.
+    - `materialise`: form the Jacobian once as a dense matrix (`True`), keep every
+      product matrix-free (`False`, default), or decide (`None`): formed when $J$
+      is a [`gramsolve.JacobianOperator`][], the matrix (twice, while its rows are
+      formed) fits half the device's memory (the host's RAM on CPU), and the cost
+      model puts forming it and the products on it below the matrix-free products
+      (the preconditioner's rank plus 15 PCG iterations, or `max_steps` without a
+      preconditioner). As for [`gramsolve.SketchSolve`][]; a Jacobian that is a
+      [`gramsolve.MaterialisedJacobian`][] already is used as it is. Works with
+      `recycle` (the carried factor lives in parameter space, whatever the form of
+      $J$) and in float32.
 
     !!! Example
 
@@ -147,6 +174,7 @@ class Iterative(AbstractSpaceRegime):
     forecast_from: int | None = 100
     recycle: bool = False
     rebuild_after: int | None = None
+    materialise: bool | None = False
 
     def __check_init__(self):
         if self.method not in ("cg", "minres"):
@@ -213,8 +241,39 @@ class Iterative(AbstractSpaceRegime):
             forecast_from=self.forecast_from,
         )
 
+    def _work(
+        self, jacobian: lx.AbstractLinearOperator, rhs: RightHandSide
+    ) -> tuple[int, int]:
+        """The products of the preconditioner's sketch and the Krylov iterations the
+        cost model plans for."""
+        m, n, _ = sizes(jacobian)
+        size = m if self.chosen_space(jacobian, rhs) == "residual" else n
+        rank = 0
+        if isinstance(self.preconditioner, AbstractLowRankPreconditioner):
+            rank = self.preconditioner.effective_rank(size)
+        iterations = (
+            PRECONDITIONED_ITERATIONS
+            if self.preconditioner is not None
+            else min(size, self.max_steps)
+        )
+        return rank, iterations
+
+    def forms_jacobian(
+        self, jacobian: lx.AbstractLinearOperator, rhs: RightHandSide = "residual"
+    ) -> bool:
+        """Whether a solve on `jacobian` forms it as a dense matrix first (always
+        `False` for a [`gramsolve.MaterialisedJacobian`][], formed already): what
+        `materialise` decides for this Jacobian."""
+        return materialises(self.materialise, jacobian, *self._work(jacobian, rhs))
+
+    def _jacobian(
+        self, jacobian: lx.AbstractLinearOperator, rhs: RightHandSide
+    ) -> lx.AbstractLinearOperator:
+        return with_materialised(self.materialise, jacobian, *self._work(jacobian, rhs))
+
     def init(self, jacobian, damping, rhs, key) -> IterativeState:
         space = self.chosen_space(jacobian, rhs)
+        jacobian = self._jacobian(jacobian, rhs)
         gramian = damped_gramian(jacobian, damping, space)
         if self.preconditioner is None:
             return IterativeState(jacobian, gramian, None, jnp.asarray(0), space)
@@ -327,6 +386,7 @@ class Iterative(AbstractSpaceRegime):
                 f"Iterative: the recycled factor has rank {recycled.lowrank.rank}, "
                 f"the preconditioner asks for {rank}"
             )
+        jacobian = self._jacobian(jacobian, rhs)
         gramian = ParameterGramian(jacobian, damping)
         if rhs == "residual":
             vector = cast_like(vector, jacobian.out_structure())
@@ -405,7 +465,13 @@ class Iterative(AbstractSpaceRegime):
 
     def _labels(self, state: IterativeState) -> dict[str, str]:
         label = "none" if self.preconditioner is None else self.preconditioner.label
-        return {"space": state.space, "method": self.method, "preconditioner": label}
+        formed = isinstance(state.jacobian, MaterialisedJacobian)
+        return {
+            "space": state.space,
+            "method": self.method,
+            "preconditioner": label,
+            "jacobian": "formed" if formed else "matrix-free",
+        }
 
     def _inverse(self, state: IterativeState, vector: PyTree[Array]):
         options = (
@@ -456,27 +522,33 @@ class Iterative(AbstractSpaceRegime):
         space = self.chosen_space(jacobian, rhs)
         size = m if space == "residual" else n
         machine = current_machine(itemsize)
-        rank = 0
-        if isinstance(self.preconditioner, AbstractLowRankPreconditioner):
-            rank = self.preconditioner.effective_rank(size)
-        iterations = (
-            PRECONDITIONED_ITERATIONS
-            if self.preconditioner is not None
-            else min(size, self.max_steps)
-        )
-        flops = krylov_flops(m, n, size, iterations, rank)
-        memory = (
-            2 * linearisation_bytes(m, n, itemsize)
-            + (3 * rank * size + rank * rank + 8 * (m + n)) * itemsize
-        )
+        rank, iterations = self._work(jacobian, rhs)
+        forms = self.forms_jacobian(jacobian, rhs)
+        preconditioner = (3 * rank * size + rank * rank + 8 * (m + n)) * itemsize
+        regime = f"Iterative(space={space!r}, method={self.method!r})"
         label = (
             "none"
             if self.preconditioner is None
             else f"{self.preconditioner.label} rank {rank}"
         )
+        detail = f"~{iterations} iterations, preconditioner {label}"
+        if forms or isinstance(jacobian, MaterialisedJacobian):
+            seconds = formed_krylov_seconds(
+                m, n, size, iterations, rank, machine, form=forms
+            )
+            # The matrix and, while it is formed, its per-point gradients; a
+            # Jacobian formed already is the caller's.
+            memory = preconditioner + (2 * m * n * itemsize if forms else 0)
+            if forms:
+                regime = regime[:-1] + ", materialise=True)"
+                detail += ", Jacobian formed"
+        else:
+            flops = krylov_flops(m, n, size, iterations, rank)
+            seconds = flops / machine.flops_per_second
+            memory = 2 * linearisation_bytes(m, n, itemsize) + preconditioner
         return Estimate(
-            regime=f"Iterative(space={space!r}, method={self.method!r})",
-            seconds=flops / machine.flops_per_second,
+            regime=regime,
+            seconds=seconds,
             memory_bytes=int(memory),
-            detail=f"~{iterations} iterations, preconditioner {label}",
+            detail=detail,
         )
