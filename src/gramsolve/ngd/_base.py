@@ -17,8 +17,8 @@ from .._regimes import AbstractRegime, Iterative, RecycledFactor
 from .._regimes._base import all_finite
 from .._residual import AbstractResidual
 from .._solution import Solution
-from .._solve import solve
 from ._damping import AbstractDamping, ConstantDamping
+from ._directions import natural_gradient_at
 from ._line_search import AbstractLineSearch
 
 
@@ -147,14 +147,8 @@ def damped_natural_gradient(
     linearising). Returns the Jacobian, the damping and the solution."""
     jacobian = JacobianOperator(residuals, params)
     damping = damping_at(rule, state, jacobian, key)
-    solution = solve(
-        jacobian,
-        jacobian.residual_value,
-        damping,
-        solver,
-        key=key,
-        recycled=state.recycled,
-        throw=False,
+    solution = natural_gradient_at(
+        jacobian, damping, solver, key=key, recycled=state.recycled
     )
     return jacobian, damping, solution
 

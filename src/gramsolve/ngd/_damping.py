@@ -164,7 +164,10 @@ def largest_gramian_eigenvalue(
     keys = jax.random.split(key, len(leaves))
     start = jtu.tree_unflatten(
         treedef,
-        [jax.random.normal(k, s.shape, s.dtype) for k, s in zip(keys, leaves)],
+        [
+            jax.random.normal(k, s.shape, s.dtype)
+            for k, s in zip(keys, leaves, strict=True)
+        ],
     )
 
     def normalised(v):

@@ -54,7 +54,21 @@ def natural_gradient(
         ```
     """
     jacobian = JacobianOperator(residuals, params)
-    solution = solve(
+    return jacobian, natural_gradient_at(
+        jacobian, damping, solver, key=key, recycled=recycled
+    )
+
+
+def natural_gradient_at(
+    jacobian: JacobianOperator,
+    damping: Float[ArrayLike, ""],
+    solver: AbstractRegime,
+    *,
+    key: PRNGKeyArray | None,
+    recycled: RecycledFactor | None,
+) -> Solution:
+    """`natural_gradient`'s solve at a Jacobian already linearised."""
+    return solve(
         jacobian,
         jacobian.residual_value,
         damping,
@@ -63,7 +77,6 @@ def natural_gradient(
         recycled=recycled,
         throw=False,
     )
-    return jacobian, solution
 
 
 def second_directional_derivative(
