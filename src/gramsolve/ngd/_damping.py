@@ -193,7 +193,8 @@ class LossScaledDamping(AbstractDamping):
     the minimiser, and falling with the loss to the numerical-rank floor
     $c\,\epsilon\,\lambda_{\max}$ ($\epsilon$ the dtype's machine epsilon,
     $\hat\lambda_{\max}$ from a few power iterations on the step's Jacobian). No
-    constant to tune across the orders of magnitude a run descends. After a rejected
+    constant to retune as the loss falls by orders of magnitude, though the loss's
+    own scale matters (below). After a rejected
     step the damping used is multiplied by `rejection_factor` and the next step
     solves with the larger of that and the formula, so that a rejection at a point
     does not repeat there; an accepted step carries nothing over.
