@@ -10,7 +10,7 @@ import jax.tree_util as jtu
 import lineax as lx
 from jaxtyping import Array, PyTree
 
-from ._misc import structure_equal, tree_dot, tree_two_norm
+from ._misc import structure_equal, tree_dot, tree_normal, tree_two_norm
 from ._regimes import AbstractRegime, Auto
 from ._regimes._base import all_finite, smaller_space
 
@@ -47,15 +47,7 @@ def _split_damped(
 ) -> tuple[lx.AbstractLinearOperator, Array]:
     r"""`(J, c²)` for an operator $y \mapsto (Jy, cy)$, checked on a random probe."""
     structure = operator.in_structure()
-    leaves, treedef = jtu.tree_flatten(structure)
-    keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
-    probe = jtu.tree_unflatten(
-        treedef,
-        [
-            jax.random.normal(k, s.shape, s.dtype)
-            for k, s in zip(keys, leaves, strict=True)
-        ],
-    )
+    probe = tree_normal(jax.random.PRNGKey(0), structure)
     # Only the second block is used: under jit the Jacobian product is dead code.
     scaled = operator.mv(probe)[1]
     scale = tree_dot(scaled, probe) / tree_dot(probe, probe)

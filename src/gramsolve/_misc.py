@@ -223,6 +223,20 @@ def batched_matvec(
     return jax.lax.map(one, columns.T, batch_size=batch_size).T
 
 
+def tree_normal(key: Array, structure: PyTree[jax.ShapeDtypeStruct]) -> PyTree[Array]:
+    """Independent standard normal entries in the shapes and dtypes of `structure`
+    (an operator's `in_structure()`), one key per leaf."""
+    leaves, treedef = jtu.tree_flatten(structure)
+    keys = jax.random.split(key, len(leaves))
+    return jtu.tree_unflatten(
+        treedef,
+        [
+            jax.random.normal(k, s.shape, s.dtype)
+            for k, s in zip(keys, leaves, strict=True)
+        ],
+    )
+
+
 def tree_dot(a: PyTree[Array], b: PyTree[Array]) -> Inexact[Array, ""]:
     """The Euclidean inner product of two pytrees of one structure (real dtypes)."""
     products = [

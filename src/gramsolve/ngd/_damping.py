@@ -10,7 +10,15 @@ import lineax as lx
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from .._gramian import ParameterGramian
-from .._misc import tree_dot, tree_two_norm
+from .._misc import tree_dot, tree_normal, tree_two_norm
+
+
+def raised_after_rejection(
+    damping: Float[Array, ""], factor: float, maximum: float
+) -> Float[Array, ""]:
+    """The damping after a rejected step: `factor` times the one used (from at
+    least 1e-12, so that a zero damping rises too), at most `maximum`."""
+    return jnp.minimum(jnp.maximum(damping, 1e-12) * factor, maximum)
 
 
 class AbstractDamping(eqx.Module):
@@ -91,9 +99,7 @@ class ConstantDamping(AbstractDamping):
     def update(self, damping, accepted, gain_ratio):
         del gain_ratio
         floor = jnp.asarray(self.value, damping.dtype)
-        raised = jnp.minimum(
-            jnp.maximum(damping, 1e-12) * self.rejection_factor, self.maximum
-        )
+        raised = raised_after_rejection(damping, self.rejection_factor, self.maximum)
         relaxed = jnp.maximum(floor, damping / self.rejection_factor)
         return jnp.where(accepted, relaxed, raised)
 
@@ -159,16 +165,7 @@ def largest_gramian_eigenvalue(
     iteration from a Gaussian start (one JVP and one VJP each); the Rayleigh quotient
     of the last iterate."""
     gramian = ParameterGramian(jacobian)
-    structure = jacobian.in_structure()
-    leaves, treedef = jtu.tree_flatten(structure)
-    keys = jax.random.split(key, len(leaves))
-    start = jtu.tree_unflatten(
-        treedef,
-        [
-            jax.random.normal(k, s.shape, s.dtype)
-            for k, s in zip(keys, leaves, strict=True)
-        ],
-    )
+    start = tree_normal(key, jacobian.in_structure())
 
     def normalised(v):
         norm = tree_two_norm(v)
@@ -268,7 +265,5 @@ class LossScaledDamping(AbstractDamping):
 
     def update(self, damping, accepted, gain_ratio):
         del gain_ratio
-        raised = jnp.minimum(
-            jnp.maximum(damping, 1e-12) * self.rejection_factor, self.maximum
-        )
+        raised = raised_after_rejection(damping, self.rejection_factor, self.maximum)
         return jnp.where(accepted, jnp.zeros_like(damping), raised)
