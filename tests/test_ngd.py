@@ -282,10 +282,18 @@ def test_optimizers_decrease_the_loss(name):
     assert all(np.isfinite(flat(params)))
 
 
-def test_engd_step_matches_hand_written_step():
+@pytest.mark.parametrize("search", ["armijo (default)", "grid"])
+def test_engd_step_matches_hand_written_step(search):
     residuals, params = _problem()
     damping = 1e-6
-    optimizer = gs.ngd.ENGD(solver=gs.Dense("parameter"), damping=damping)
+    if search == "grid":
+        optimizer = gs.ngd.ENGD(
+            solver=gs.Dense("parameter"),
+            damping=damping,
+            line_search=gs.ngd.GridLineSearch(),
+        )
+    else:
+        optimizer = gs.ngd.ENGD(solver=gs.Dense("parameter"), damping=damping)
     new_params, _, info = optimizer.step(residuals, params, optimizer.init(params))
     A = np.asarray(flat_jacobian(residuals, params))
     r = np.asarray(flat(residuals(params)))
@@ -293,7 +301,14 @@ def test_engd_step_matches_hand_written_step():
     _, unravel = ravel_pytree(params)
     grid = 0.5 ** np.arange(31)
     losses = [float(residuals.loss(unravel(flat(params) - eta * d))) for eta in grid]
-    eta = grid[int(np.argmin(losses))]
+    if search == "grid":
+        eta = grid[int(np.argmin(losses))]
+    else:
+        # the first of 1, 1/2, 1/4, ... with sufficient decrease along -d
+        loss, slope = 0.5 * r @ r, -(A.T @ r) @ d
+        eta = next(
+            e for e, l in zip(grid, losses) if l <= loss + 1e-4 * e * slope
+        )
     assert float(info["step_size"]) == eta
     np.testing.assert_allclose(
         flat(new_params), flat(params) - eta * d, rtol=1e-7, atol=1e-9

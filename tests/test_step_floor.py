@@ -229,7 +229,7 @@ def test_library_engd_takes_the_hand_written_engd_w_step():
 def test_breakdown_phases_add_up_to_the_step():
     residuals, params = _problem(hidden=(8, 8))
     # The dense optimizers' phases are checked by the large suite's test below.
-    armijo = gs.ngd.ENGD(line_search=gs.ngd.ArmijoLineSearch())
+    armijo = gs.ngd.ENGD()  # backtracking Armijo by default
     for optimizer in (gs.ngd.SketchyNGD(rank=10), armijo):
         phases = step_breakdown(optimizer, residuals, params, repeat=1)
         assert set(PHASES) <= set(phases) and phases["gradient"] > 0
