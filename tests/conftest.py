@@ -1,7 +1,4 @@
-import atexit
 import os
-import shutil
-import tempfile
 
 
 # Tests run in float64 on the CPU; float32 coverage is explicit where it matters.
@@ -20,22 +17,6 @@ os.environ["XLA_FLAGS"] = " ".join(
         [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"],
     )
 )
-
-# Many tests build the same small problems and compile the same programs in separate
-# closures, which jax's in-process caches cannot match. A compilation cache on disk,
-# shared for this session by the xdist workers and the subprocesses (documentation
-# pages, the sharded checks), keys programs by their HLO: an identical program is
-# compiled once. Made by the controller before the workers start, removed at its exit;
-# a cache set from outside (JAX_COMPILATION_CACHE_DIR) is used as it is.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ and not os.environ.get(
-    "PYTEST_XDIST_WORKER"
-):
-    _cache = tempfile.mkdtemp(prefix="gramsolve-tests-jax-cache-")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
-    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
-# Every program, however quick its compilation: most here compile in well under 1 s.
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 

@@ -389,8 +389,11 @@ def test_examples_train(name, options, capsys):
     result = example.main(steps=30, seconds=60.0, show_progress=False, **options)
     losses = np.asarray(result["losses"])
     # the line search never increases the loss; Gauss–Newton on these small
-    # (underdetermined) weak systems drives it to round-off within 30 steps
-    assert np.all(np.diff(losses) <= 0)
+    # (underdetermined) weak systems drives it to round-off within 30 steps. There
+    # the residual is known to about 1e-15 of its terms, so a loss near 1e-31 read
+    # twice (along the search path, then at the next step's linearisation) can
+    # differ in its leading digit: increases below 1e-25 of the first loss are that.
+    assert np.all(np.diff(losses) <= 1e-25 * losses[0])
     assert losses[-1] < 1e-12 * losses[0]
     assert result["relative_l2"] < 1e-2
     assert "relative L2 error:" in capsys.readouterr().out
