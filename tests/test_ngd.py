@@ -109,6 +109,20 @@ def test_loss_scaled_damping_against_dense_eigenvalues():
     )
     cubed = gs.ngd.LossScaledDamping(scale=0.5, power=3.0, eigenvalue_factor=0.0)
     np.testing.assert_allclose(at_point(cubed), (0.5 * loss) ** 3, rtol=1e-12)
+    # A cap at a fraction of λ_max binds when the loss term exceeds it (a loss far
+    # from order one), and leaves the formula alone when it does not.
+    capped = gs.ngd.LossScaledDamping(
+        scale=1e3, relative_cap=1e-2, power_iterations=300
+    )
+    assert (1e3 * loss) ** 2 > 1e-2 * top
+    np.testing.assert_allclose(at_point(capped), 1e-2 * top, rtol=1e-8)
+    loose = gs.ngd.LossScaledDamping(relative_cap=1e6)
+    assert at_point(loose) == at_point(rule)
+    # the cap alone also runs the power iterations
+    cap_only = gs.ngd.LossScaledDamping(
+        scale=1e3, relative_cap=1e-2, eigenvalue_factor=0.0, power_iterations=300
+    )
+    np.testing.assert_allclose(at_point(cap_only), 1e-2 * top, rtol=1e-8)
     # A value carried from a rejection wins over the formula; `minimum`, `maximum`.
     assert at_point(rule, carried=0.3) == 0.3
     assert at_point(gs.ngd.LossScaledDamping(minimum=0.2)) == 0.2
@@ -126,6 +140,7 @@ def test_loss_scaled_damping_against_dense_eigenvalues():
         dict(power_iterations=0),
         dict(minimum=2.0, maximum=1.0),
         dict(rejection_factor=1.0),
+        dict(relative_cap=0.0),
     ):
         with pytest.raises(ValueError):
             gs.ngd.LossScaledDamping(**bad)

@@ -184,7 +184,7 @@ class LossScaledDamping(AbstractDamping):
     as Bioli, Marcati and Sangalli's randomised NGD (randngd) sets it:
 
     $$\lambda = \max\bigl(c\,\epsilon\,\hat\lambda_{\max}(J^\top J),\;
-      (s L)^p\bigr),$$
+      \min\bigl((s L)^p,\ \kappa\,\hat\lambda_{\max}\bigr)\bigr),$$
 
     strong while the loss is large, where the Gauss–Newton model is poor far from
     the minimiser, and falling with the loss to the numerical-rank floor
@@ -202,15 +202,18 @@ class LossScaledDamping(AbstractDamping):
     L-shape; on Burgers (30 s) ENGD went from 7.7e-2 to 3.5e-5. It assumes a loss of
     order one: on 2D Helmholtz ($L_0 = 6\cdot 10^5$, $(L/100)^2 > \lambda_{\max}$)
     every optimizer stalled, 320× to $10^5$× worse; there choose `scale` so that
-    $(s L_0)^2 \ll \lambda_{\max}$. The table is in the damping section of "How to
-    choose".
+    $(s L_0)^2 \ll \lambda_{\max}$, or cap the loss term at a fraction $\kappa$ of
+    $\hat\lambda_{\max}$ (`relative_cap`): a damping above the largest eigenvalue
+    damps every direction alike, so a cap keeps the step a Gauss–Newton step
+    however large the loss. The table is in the damping section of "How to choose".
 
     **Arguments:**
 
     - `scale`: $s > 0$. Default $10^{-2}$ (randngd's $(L/100)^2$).
     - `power`: $p > 0$. Default 2.
-    - `eigenvalue_factor`: $c \ge 0$; 0 drops the eigenvalue floor and its power
-      iterations. Default 10.
+    - `eigenvalue_factor`: $c \ge 0$; 0 drops the eigenvalue floor (and the power
+      iterations, unless `relative_cap` needs them). Default 10.
+    - `relative_cap`: $\kappa > 0$, or `None` for no cap. Default `None`.
     - `power_iterations`: the power iterations for $\hat\lambda_{\max}$ (each one
       JVP and one VJP), positive. Default 4.
     - `minimum`: a floor below both terms, $\ge 0$. Default 0.
@@ -227,6 +230,7 @@ class LossScaledDamping(AbstractDamping):
     scale: float = 1e-2
     power: float = 2.0
     eigenvalue_factor: float = 10.0
+    relative_cap: float | None = None
     power_iterations: int = 4
     minimum: float = 0.0
     maximum: float = 1e6
@@ -238,6 +242,11 @@ class LossScaledDamping(AbstractDamping):
             raise ValueError("LossScaledDamping: scale and power must be positive")
         if not self.eigenvalue_factor >= 0:
             raise ValueError("LossScaledDamping: eigenvalue_factor must be >= 0")
+        if self.relative_cap is not None and not self.relative_cap > 0:
+            raise ValueError(
+                "LossScaledDamping: relative_cap must be positive or None, got "
+                f"{self.relative_cap}"
+            )
         if self.power_iterations <= 0:
             raise ValueError("LossScaledDamping: power_iterations must be positive")
         if not 0 <= self.minimum <= self.maximum:
@@ -253,8 +262,11 @@ class LossScaledDamping(AbstractDamping):
         dtype = jnp.result_type(damping)
         loss = jnp.asarray(loss, dtype)
         following = (self.scale * loss) ** self.power
-        if self.eigenvalue_factor > 0:
+        if self.eigenvalue_factor > 0 or self.relative_cap is not None:
             top = largest_gramian_eigenvalue(jacobian, self.power_iterations, key)
+            if self.relative_cap is not None:
+                cap = self.relative_cap * top.astype(dtype)
+                following = jnp.minimum(following, cap)
             # The Jacobian's precision sets the numerical rank, not the state's.
             eps = jnp.finfo(top.dtype).eps
             floor = self.eigenvalue_factor * eps * top.astype(dtype)
