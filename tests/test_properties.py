@@ -375,7 +375,7 @@ def check_solution(name, regime, out, ref: Reference, dtype):
 # --- every regime against the reference ----------------------------------------------
 
 
-@settings(max_examples=40, **SETTINGS)
+@settings(max_examples=25, **SETTINGS)
 @given(problems())
 def test_every_regime_against_dense_float64(problem):
     family, residuals, params, damping = problem
@@ -408,7 +408,7 @@ def _float32_regimes(family: str) -> dict[str, gs.AbstractRegime]:
     return {name: regimes[name] for name in names}
 
 
-@settings(max_examples=30, **SETTINGS)
+@settings(max_examples=20, **SETTINGS)
 @given(problems(dtype=jnp.float32))
 def test_float32_against_float64(problem):
     """The same problems in float32: a float32 direction (dtype and all), within what
@@ -443,7 +443,7 @@ def _structure_only_jacobian(m: int, n: int, dtype) -> lx.AbstractLinearOperator
     return lx.FunctionLinearOperator(apply, inputs)
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=100, **SETTINGS)
 @given(
     m=st.integers(1, 10**7),
     n=st.integers(2, 10**8),
