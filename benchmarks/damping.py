@@ -92,14 +92,7 @@ def main() -> None:
     for problem in dict.fromkeys(r["problem"] for r in rows):
         ratios = []
         for base in ("ENGD", "DNGD", "SPRING"):
-            for variant in (
-                f"{base}-grid",
-                f"{base}-loss",
-                f"{base}-loss-cap",
-                f"{base}-Armijo",
-                f"{base}-loss-Armijo",
-                f"{base}-loss-Armijo-cap",
-            ):
+            for variant in (v for v in optimizers if v.startswith(f"{base}-")):
                 if (problem, base) in errors and (problem, variant) in errors:
                     ratio = errors[problem, variant] / errors[problem, base]
                     ratios.append(f"{variant} {ratio:.2g}x")

@@ -322,7 +322,7 @@ def test_engd_step_matches_hand_written_step(search):
         # the first of 1, 1/2, 1/4, ... with sufficient decrease along -d
         loss, slope = 0.5 * r @ r, -(A.T @ r) @ d
         eta = next(
-            e for e, l in zip(grid, losses) if l <= loss + 1e-4 * e * slope
+            e for e, l in zip(grid, losses, strict=True) if l <= loss + 1e-4 * e * slope
         )
     assert float(info["step_size"]) == eta
     np.testing.assert_allclose(

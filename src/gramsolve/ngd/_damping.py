@@ -267,12 +267,12 @@ class LossScaledDamping(AbstractDamping):
         following = (self.scale * loss) ** self.power
         if self.eigenvalue_factor > 0 or self.relative_cap is not None:
             top = largest_gramian_eigenvalue(jacobian, self.power_iterations, key)
-            if self.relative_cap is not None:
-                cap = self.relative_cap * top.astype(dtype)
-                following = jnp.minimum(following, cap)
             # The Jacobian's precision sets the numerical rank, not the state's.
             eps = jnp.finfo(top.dtype).eps
-            floor = self.eigenvalue_factor * eps * top.astype(dtype)
+            top = top.astype(dtype)
+            if self.relative_cap is not None:
+                following = jnp.minimum(following, self.relative_cap * top)
+            floor = self.eigenvalue_factor * eps * top
             following = jnp.maximum(following, floor)
         value = jnp.maximum(jnp.maximum(following, damping), self.minimum)
         value = jnp.where(jnp.isfinite(value), value, self.maximum)
