@@ -16,6 +16,7 @@ evaluation at or below the level).
         [--problems poisson2d burgers multiscale_poisson2d]
         [--optimizers DNGD TrustRegion ...] [--burgers-points 8192]
         [--burgers-network siren|tanh] [--burgers-hidden 20 20 20 20]
+        [--burgers-resample]
         [--multiscale-points 2048] [--adaptive-weights] [--float32-steps K]
 
 `--adaptive-weights` trains with DSGNAR's adaptive residual-class weights
@@ -58,8 +59,10 @@ def time_to(history, level: float) -> float:
 
 def prepared(problem):
     """`problem`'s default network (seeded by the problem, as the bench does), its
-    residual map, a jitted error function, and the sizes n and m."""
+    residual map, a jitted error function, the sizes n and m, and the bench's
+    `resample` function (`None` unless the problem redraws its points every step)."""
     import gramsolve as gs
+    from gramsolve.bench._training import _resampler
 
     model = problem.default_model(jax.random.PRNGKey(problem.seed))
     params, apply = gs.problems.split_model(model)
@@ -67,7 +70,7 @@ def prepared(problem):
     evaluate = eqx.filter_jit(lambda p: problem.errors(apply, p))
     n = ravel_pytree(params)[0].size
     m = residuals.num_residuals(params)
-    return params, residuals, evaluate, n, m
+    return params, residuals, evaluate, n, m, _resampler(problem, apply)
 
 
 def main() -> None:
@@ -80,6 +83,11 @@ def main() -> None:
         default=["ENGD", "DNGD", "SPRING", "TrustRegion"],
     )
     parser.add_argument("--burgers-points", type=int, default=8192)
+    parser.add_argument(
+        "--burgers-resample",
+        action="store_true",
+        help="redraw Burgers' interior points every step (DSGNAR keeps them fixed)",
+    )
     parser.add_argument(
         "--burgers-network",
         choices=["siren", "tanh"],
@@ -107,6 +115,7 @@ def main() -> None:
             num_interior=args.burgers_points,
             num_initial=args.burgers_points // 4,
             network=args.burgers_network,
+            resample_every_step=args.burgers_resample,
             hidden=tuple(
                 args.burgers_hidden
                 or ((40,) * 4 if args.burgers_network == "siren" else (20,) * 4)
@@ -139,7 +148,7 @@ def main() -> None:
     reweight = gs.ngd.AdaptiveClassWeights() if args.adaptive_weights else None
     header = " ".join(f"{'t(' + f'{level:.0e}' + ')':>10s}" for level in LEVELS)
     for name in args.problems:
-        params, residuals, evaluate, n, m = prepared(setups[name])
+        params, residuals, evaluate, n, m, resample = prepared(setups[name])
         print(
             f"\n{name}: n = {n}, m = {m}, {args.seconds:g} s each, "
             f"{jax.devices()[0].device_kind}, float64"
@@ -161,6 +170,7 @@ def main() -> None:
                 evaluate=evaluate,
                 evaluations=args.evaluations,
                 reweight=reweight,
+                resample=resample,
                 progress=False,
             )
             summary = gs.ngd.summary(history)

@@ -67,7 +67,7 @@ def main() -> None:
         f"{'ms/step':>8s} {levels} {'L2/plain':>8s} {'t6/plain':>8s} {'t8/plain':>8s}"
     )
     for name in args.problems:
-        params, residuals, evaluate, n, m = prepared(setups[name])
+        params, residuals, evaluate, n, m, resample = prepared(setups[name])
         print(
             f"\n{name}: n = {n}, m = {m}, {args.seconds:g} s each, "
             f"{jax.devices()[0].device_kind}; float32 variants: first "
@@ -93,6 +93,7 @@ def main() -> None:
                     evaluate=evaluate,
                     evaluations=args.evaluations,
                     reweight=reweight,
+                    resample=resample,
                     progress=False,
                 )
                 summary = gs.ngd.summary(history)

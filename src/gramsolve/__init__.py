@@ -5,17 +5,14 @@ residual space (`d = Jᵀ(JJᵀ + λI)⁻¹ r`), dense or matrix-free.
 """
 
 import importlib.metadata
-import os
 
-
-# jaxlib's CPU LAPACK kernels (Cholesky, triangular solves, eigh) run on scipy's
-# OpenBLAS, loaded at their first use. Its busy-waiting worker threads compete with
-# XLA's own for the cores: a 1000 × 1000 Cholesky solve took 0.22 s with the default
-# threads and 0.013 s with one (2-core CPU). Set OPENBLAS_NUM_THREADS before importing
-# gramsolve to choose otherwise.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from . import ngd as ngd, pde as pde, problems as problems
+# `_blas_threads` first: it sets OpenBLAS's threads before anything loads OpenBLAS.
+from . import (
+    _blas_threads,  # noqa: F401
+    ngd as ngd,
+    pde as pde,
+    problems as problems,
+)
 from ._cg import CG as CG
 from ._cosine_sketch import SubsampledCosineSketch as SubsampledCosineSketch
 from ._count_sketch import CountSketch as CountSketch
