@@ -9,20 +9,9 @@ each compiled once per path and timed `--repeat` times, the two paths alternatin
 """
 
 import argparse
-import statistics
-import time
 
 import jax
-
-
-def median_seconds(fn, *args, repeat: int) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from _timing import median_seconds
 
 
 def main() -> None:

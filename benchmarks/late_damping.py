@@ -58,13 +58,14 @@ def main() -> None:
         else:
             rule = float(damping)
         variants[f"ENGD damping={damping}"] = gs.ngd.ENGD(damping=rule)
+    resample = _resampler(problem, apply)
     for name, optimizer in variants.items():
         trained, history = gs.ngd.train(
             optimizer,
             residuals,
             params,
             seconds=args.seconds,
-            resample=_resampler(problem, apply),
+            resample=resample,
             key=key,
             evaluations=1,
             progress=False,
