@@ -144,12 +144,55 @@ def test_a_solve_that_cannot_converge_gives_up_early_and_says_so(name):
     assert early.result == lx.RESULTS.max_steps_reached
     assert early.stats["gave_up"]
     assert 10 <= early.stats["num_steps"] <= 20
-    # The returned point's reported residual is its true one, and no worse than the
-    # start's (CG's residual norm can rise above it; the start is then returned).
+    # The returned point's reported residual is its true one, and the point is no
+    # worse than the start by what the method minimises: MINRES the residual norm,
+    # CG the energy ½xᵀAx - bᵀx (0 at the start).
     x = np.asarray(early.value)
-    residual = np.linalg.norm(np.asarray(HOPELESS_VECTOR) - np.asarray(HOPELESS) @ x)
+    b, matrix = np.asarray(HOPELESS_VECTOR), np.asarray(HOPELESS)
+    residual = np.linalg.norm(b - matrix @ x)
     np.testing.assert_allclose(early.stats["residual_norm"], residual, rtol=1e-8)
-    assert residual <= np.linalg.norm(HOPELESS_VECTOR)
+    if name == "minres":
+        assert residual <= np.linalg.norm(b)
+    else:
+        assert 0.5 * x @ matrix @ x - b @ x < 0
+
+
+def _numpy_cg_iterates(matrix, vector, steps):
+    """Plain CG in float64 numpy from zero: every iterate with its true residual."""
+    x, r = np.zeros_like(vector), vector.copy()
+    p, rr = r.copy(), r @ r
+    iterates = []
+    for _ in range(steps):
+        ap = matrix @ p
+        alpha = rr / (p @ ap)
+        x, r = x + alpha * p, r - alpha * ap
+        rr, previous = r @ r, rr
+        p = r + (rr / previous) * p
+        iterates.append((x.copy(), np.linalg.norm(vector - matrix @ x)))
+    return iterates
+
+
+def test_cg_returns_its_iterate_when_the_residual_norm_rose_above_the_start():
+    # Condition number 1e6: after 4 steps CG's residual norm is 5.7× the start's
+    # while its energy ½xᵀAx - bᵀx has fallen from 0 to -41. Cut off there (the step
+    # limit, a give-up, a breakdown), it returns that iterate, which an NGD step can
+    # use, not the zero start that has the smaller residual.
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(12, 12)))
+    matrix = (q * np.logspace(-4, 2, 12)) @ q.T
+    vector = rng.normal(size=12)
+    expected, expected_norm = _numpy_cg_iterates(matrix, vector, 4)[-1]
+    assert expected_norm > 5 * np.linalg.norm(vector)
+    solution = _solve(
+        jnp.asarray(matrix),
+        jnp.asarray(vector),
+        gs.CG(rtol=1e-12, atol=0.0, max_steps=4),
+        {},
+    )
+    assert solution.result == lx.RESULTS.max_steps_reached
+    np.testing.assert_allclose(solution.value, expected, rtol=1e-8)
+    np.testing.assert_allclose(solution.stats["residual_norm"], expected_norm)
+    assert 0.5 * expected @ matrix @ expected - vector @ expected < -40
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import lineax as lx
 from ._krylov import (
     AbstractKrylovSolver,
     apply,
+    energy_merit,
     hopeless,
     KrylovState,
     square_operator,
@@ -40,8 +41,15 @@ class CG(AbstractKrylovSolver):
     recurrence meets the tolerance, the true residual $b - Ax$ is computed (one
     matvec) and the iteration restarts from it if that one does not, so a returned
     success always means the true residual meets the tolerance. Of the points whose
-    true residual was computed (the start and the end of every run), the best is
-    returned.
+    true residual was computed (the start and the end of every run), one meeting the
+    tolerance is returned, else the one with the lowest energy
+    $\tfrac12 x^\top Ax - b^\top x$, the quantity CG minimises. Not the smallest
+    residual: CG's residual norm is not monotone, and on an ill-conditioned system it
+    can end a run (at `max_steps`, on giving up, at a breakdown) well above the
+    start's while the energy has fallen by orders of magnitude. For a Gauss–Newton
+    system in parameter space, $(J^\top J + \lambda I)d = J^\top r$, the energy is the
+    model's predicted change of the loss, so an unconverged direction still descends
+    rather than being the zero start.
 
     `stats`: `num_steps` (CG iterations over all restarts, each one matvec and one
     preconditioner application), `residual_norm` (the **true** residual norm
@@ -113,6 +121,9 @@ class CG(AbstractKrylovSolver):
             tolerance,
             self.forecast_from,
         )
+
+    def _merit(self, x, vector, residual, norm):
+        return energy_merit(x, vector, residual, norm)
 
     def assume_full_rank(self):
         return True

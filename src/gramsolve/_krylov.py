@@ -15,7 +15,7 @@ import numpy as np
 from equinox import AbstractVar
 from jaxtyping import Array, Bool, Int, PyTree
 
-from ._misc import structure_equal, tree_size, tree_two_norm
+from ._misc import structure_equal, tree_dot, tree_size, tree_two_norm
 
 
 class KrylovState(eqx.Module):
@@ -31,6 +31,9 @@ InnerRun = Callable[
     [PyTree[Array], PyTree[Array], Int[Array, ""]],
     tuple[PyTree[Array], Int[Array, ""], Bool[Array, ""], Bool[Array, ""]],
 ]
+
+# merit(x, b, true residual, its norm) -> the scalar a solver minimises; lower is better
+Merit = Callable[[PyTree[Array], PyTree[Array], PyTree[Array], Array], Array]
 
 # A solve gives up when its observed rate forecasts more than this many times the
 # steps it has left: the early rate of a Krylov method underestimates its later,
@@ -140,6 +143,26 @@ def max_steps_for(max_steps: int | None, vector: PyTree[Array]) -> int:
     return 10 * tree_size(vector) if max_steps is None else max_steps
 
 
+def residual_norm_merit(
+    x: PyTree[Array], vector: PyTree[Array], residual: PyTree[Array], norm: Array
+) -> Array:
+    """The residual norm: the quantity MINRES minimises over its Krylov space."""
+    del x, vector, residual
+    return norm
+
+
+def energy_merit(
+    x: PyTree[Array], vector: PyTree[Array], residual: PyTree[Array], norm: Array
+) -> Array:
+    """$q(x) = \\tfrac12 x^\\top A x - b^\\top x = -\\tfrac12 x^\\top (b + r)$ with
+    $r = b - Ax$: the quantity CG minimises over its Krylov space (the squared
+    $A$-norm of the error, up to a constant), from the true residual without another
+    matvec. For a Gauss–Newton system in parameter space it is the model's predicted
+    change of the loss."""
+    del norm
+    return -0.5 * jnp.real(tree_dot(x, vector) + tree_dot(x, residual))
+
+
 def solve_with_restarts(
     run: InnerRun,
     operator: lx.AbstractLinearOperator,
@@ -147,6 +170,7 @@ def solve_with_restarts(
     start: PyTree[Array] | None,
     tolerance: Array,
     max_steps: int,
+    merit: Merit = residual_norm_merit,
 ) -> tuple[PyTree[Array], lx.RESULTS, dict[str, Array]]:
     """Runs `run` until the *true* residual $\\|b - Ax\\|_2$ meets `tolerance`.
 
@@ -155,10 +179,14 @@ def solve_with_restarts(
     When the recurrence says "converged", the true residual is computed (one
     matvec); if it does not meet the tolerance, the iteration restarts from there.
     Of the points whose true residual was computed (the start and the end of every
-    run), the one with the smallest residual is returned, so a breakdown never
-    returns a worse point than the start. A run that does not improve on the best
-    true residual ends the solve (`RESULTS.stagnation`): the tolerance is below what
-    rounding lets this system reach.
+    run), a point meeting the tolerance is returned, else the one with the lowest
+    `merit`: the quantity the method minimises (the residual norm for MINRES, the
+    energy $\\tfrac12 x^\\top Ax - b^\\top x$ for CG, whose residual norm is not
+    monotone and can end a run far above the start's while the energy has fallen by
+    orders of magnitude). So a breakdown, a give-up or the step limit never returns a
+    worse point than the start by that measure. A run that does not improve on the
+    smallest true residual norm seen ends the solve (`RESULTS.stagnation`): the
+    tolerance is below what rounding lets this system reach.
     """
     if start is None:
         x = jtu.tree_map(jnp.zeros_like, vector)
@@ -170,21 +198,26 @@ def solve_with_restarts(
     zero = jnp.array(0)
 
     def keep_going(state):
-        _, _, norm, _, _, steps, _, stopped, _, _ = state
+        _, _, norm, *_, steps, _, stopped, _, _ = state
         return (norm > tolerance) & (steps < max_steps) & ~stopped
 
     def restart(state):
-        x, residual, norm, best, best_norm, steps, runs, _, _, _ = state
+        x, residual, norm, best, best_norm, best_merit, smallest, steps, runs = state[
+            :9
+        ]
         x, used, broke, gave_up = run(x, residual, max_steps - steps)
         residual = jtu.tree_map(lambda b, ax: b - ax, vector, operator.mv(x))
         norm = tree_two_norm(residual)
-        better = norm < best_norm
-        # A run that ends without improving the true residual has met the level
-        # rounding allows for this system: more restarts would only spin.
-        stagnated = (used > 0) & ~better & (norm > tolerance)
+        value = merit(x, vector, residual, norm)
+        converged = norm <= tolerance
+        # A run that ends without lowering the smallest true residual has met the
+        # level rounding allows for this system: more restarts would only spin.
+        stagnated = (used > 0) & (norm >= smallest) & ~converged
+        better = converged | (value < best_merit)
         best = jtu.tree_map(lambda new, old: jnp.where(better, new, old), x, best)
         best_norm = jnp.where(better, norm, best_norm)
-        gave_up = gave_up & (norm > tolerance)
+        best_merit = jnp.where(better, value, best_merit)
+        gave_up = gave_up & ~converged
         # A run that could not take a step (breakdown) would repeat forever.
         stopped = broke | (used == 0) | stagnated | gave_up
         return (
@@ -193,6 +226,8 @@ def solve_with_restarts(
             norm,
             best,
             best_norm,
+            best_merit,
+            jnp.minimum(smallest, norm),
             steps + used,
             runs + 1,
             stopped,
@@ -201,9 +236,10 @@ def solve_with_restarts(
         )
 
     false = jnp.array(False)
-    state = (x, residual, norm, x, norm, zero, zero, false, false, false)
-    state = jax.lax.while_loop(keep_going, restart, state)
-    _, _, _, x, norm, steps, runs, _, stagnated, gave_up = state
+    start_merit = merit(x, vector, residual, norm)
+    state = (x, residual, norm, x, norm, start_merit, norm, zero, zero)
+    state = jax.lax.while_loop(keep_going, restart, (*state, false, false, false))
+    _, _, _, x, norm, _, _, steps, runs, _, stagnated, gave_up = state
     converged = norm <= tolerance
     result = lx.RESULTS.where(
         converged,
@@ -271,6 +307,18 @@ class AbstractKrylovSolver(lx.AbstractLinearSolver[KrylovState]):
                 "a tolerance or max_steps"
             )
 
+    def _merit(
+        self,
+        x: PyTree[Array],
+        vector: PyTree[Array],
+        residual: PyTree[Array],
+        norm: Array,
+    ) -> Array:
+        """Which of the points a solve computed the true residual of it returns when
+        none meets the tolerance: the one with the lowest merit. By default the
+        residual norm."""
+        return residual_norm_merit(x, vector, residual, norm)
+
     @abc.abstractmethod
     def _iterate(
         self,
@@ -309,6 +357,7 @@ class AbstractKrylovSolver(lx.AbstractLinearSolver[KrylovState]):
             start,
             tolerance,
             max_steps_for(self.max_steps, vector),
+            self._merit,
         )
 
     def transpose(self, state: KrylovState, options: dict[str, Any]):

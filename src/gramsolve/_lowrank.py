@@ -125,7 +125,9 @@ class LowRank(lx.AbstractLinearOperator):
         self, vector: PyTree[Inexact[Array, "..."]]
     ) -> PyTree[Inexact[Array, "..."]]:
         flat = ravel(vector).astype(self.basis.dtype)
-        coefficients = self.eigenvalues * (self.basis.T @ flat)
+        # `flat @ basis`, not `basis.T @ flat`: XLA on CPU copies the transposed basis
+        # for the latter, once per product (see MaterialisedJacobian).
+        coefficients = self.eigenvalues * (flat @ self.basis)
         return unravel(self.basis @ coefficients, self.structure)
 
     def solve_damped(
@@ -140,14 +142,14 @@ class LowRank(lx.AbstractLinearOperator):
             )
         damping = jnp.asarray(damping, dtype=self.basis.dtype)
         flat = ravel(vector).astype(self.basis.dtype)
-        coefficients = self.basis.T @ flat
+        coefficients = flat @ self.basis
         # The complement (I - UUᵀ)v is divided by λ. One projection leaves about
         # ε‖v‖ of rounding in the span of U, where the answer is only ‖v‖/(Λ + λ):
         # divided by λ it made the backward error ε‖v‖Λ/λ (a relative error of
         # 1e-4 in a full-rank sketch-and-solve direction at λ = 1e-12, float64).
         # Projecting twice leaves ε‖(I - UUᵀ)v‖ there ("twice is enough").
         complement = flat - self.basis @ coefficients
-        complement = complement - self.basis @ (self.basis.T @ complement)
+        complement = complement - self.basis @ (complement @ self.basis)
         solution = (
             self.basis @ (coefficients / (self.eigenvalues + damping))
             + complement / damping

@@ -111,7 +111,8 @@ class NystromPreconditioner(lx.AbstractLinearOperator):
     ) -> PyTree[Inexact[Array, "..."]]:
         basis = self.lowrank.basis
         flat = ravel(vector).astype(basis.dtype)
-        correction = basis @ ((self.scales() - 1) * (basis.T @ flat))
+        # `flat @ basis`: no copy of the transposed basis (see LowRank.mv).
+        correction = basis @ ((self.scales() - 1) * (flat @ basis))
         return unravel(flat + correction, self.lowrank.structure)
 
     def as_matrix(self) -> Float[Array, "size size"]:

@@ -108,7 +108,7 @@ class SketchSolve(AbstractSpaceRegime):
         flat = ravel(vector).astype(basis.dtype)
         cutoff = jnp.finfo(basis.dtype).eps * basis.shape[0] * jnp.max(eigenvalues)
         scale = jnp.where(eigenvalues > cutoff, 1 / (eigenvalues + state.damping), 0.0)
-        return unravel(basis @ (scale * (basis.T @ flat)), vector)
+        return unravel(basis @ (scale * (flat @ basis)), vector)
 
     def _stats(self, state: SketchState):
         numbers = {
