@@ -83,8 +83,6 @@ TOLERANCES = {
     "nystrom": (1e-13, None),
     "nystrom_one_at_a_time": (1e-13, None),
     "pivoted_cholesky": (1e-13, None),
-    "cg": (1e-12, 1e-11),
-    "minres": (1e-12, 1e-11),
     "solve/dense-residual": (1e-12, 1e-11),
     "solve/dense-parameter": (1e-10, 1e-10),
     "solve/cg-nystrom-residual": (1e-12, 1e-11),
