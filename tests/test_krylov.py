@@ -395,16 +395,26 @@ def test_iterative_gives_up_at_an_ngd_damping_its_preconditioner_cannot_reach():
     residuals, params = pinn_gramian_setup(120, 40, (2, 12, 12, 1))
 
     @eqx.filter_jit
-    def direction(solver):
+    def directions(solvers):
+        # both solves on one linearisation, in one compiled function
         J = gs.JacobianOperator(residuals, params)
-        solution = gs.solve(
-            J, J.residual_value, 1e-12, solver, key=jax.random.PRNGKey(0), throw=False
-        )
-        return solution.value, solution.result, solution.stats
+        out = []
+        for solver in solvers:
+            solution = gs.solve(
+                J,
+                J.residual_value,
+                1e-12,
+                solver,
+                key=jax.random.PRNGKey(0),
+                throw=False,
+            )
+            out.append((solution.result, solution.stats))
+        return out
 
     settings = dict(space="residual", preconditioner=gs.Nystrom(rank=5), rtol=1e-10)
-    _, result, stats = direction(gs.Iterative(**settings))
-    _, full_result, full_stats = direction(gs.Iterative(**settings, forecast_from=None))
+    (result, stats), (full_result, full_stats) = directions(
+        (gs.Iterative(**settings), gs.Iterative(**settings, forecast_from=None))
+    )
     assert full_result == lx.RESULTS.max_steps_reached
     assert full_stats["num_steps"] == 1000 and not full_stats["gave_up"]
     assert result == lx.RESULTS.max_steps_reached and stats["gave_up"]
