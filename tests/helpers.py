@@ -1,5 +1,8 @@
 """Small PINN problems and independent dense references for the tests."""
 
+import functools
+import inspect
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -38,6 +41,28 @@ def poisson_source(x):
     return 2 * jnp.pi**2 * jnp.prod(jnp.sin(jnp.pi * x))
 
 
+def _built_once(builder):
+    """`builder` memoised on its (bound) arguments. A residual map closes over
+    functions defined inside its builder, and `jit` keys its cache on them: built
+    afresh, the same problem compiles every jitted function that takes it again, in
+    every test. Built once, tests of the same problem share the compiled programs
+    (residual maps are immutable equinox modules, their points immutable arrays)."""
+    signature = inspect.signature(builder)
+    built = {}
+
+    @functools.wraps(builder)
+    def once(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        key = tuple(bound.arguments.items())
+        if key not in built:
+            built[key] = builder(*args, **kwargs)
+        return built[key]
+
+    return once
+
+
+@_built_once
 def poisson_residuals(
     n_interior=30, n_boundary=12, key=0, dtype=jnp.float64, method="forward"
 ):
@@ -70,16 +95,18 @@ def poisson_residuals(
     )
 
 
+@eqx.filter_jit
 def flat_jacobian(residuals, params):
-    """The reference Jacobian: jacfwd of the whole (batched) residual map."""
+    """The reference Jacobian: jacfwd of the whole (batched) residual map. (One
+    jitted function for all tests: compiled once per problem, not once per call.)"""
     flat, unravel = ravel_pytree(params)
-    jac = jax.jacfwd(lambda f: ravel_pytree(residuals(unravel(f)))[0])
-    return eqx.filter_jit(jac)(flat)
+    return jax.jacfwd(lambda f: ravel_pytree(residuals(unravel(f)))[0])(flat)
 
 
+@eqx.filter_jit
 def dense(operator):
     """`operator.as_matrix()`, compiled (eager evaluation is slow)."""
-    return eqx.filter_jit(lambda op: op.as_matrix())(operator)
+    return operator.as_matrix()
 
 
 def flat(tree):
@@ -91,6 +118,7 @@ def jacobian_operator(residuals, params):
     return eqx.filter_jit(gs.JacobianOperator)(residuals, params)
 
 
+@_built_once
 def fit_residuals(n_points=40, n_boundary=12, key=0, dtype=jnp.float64):
     """A cheap least-squares residual (no derivatives of the network): fit
     sin πx sin πy at random points and zero on a boundary. Same Jacobian structure as a

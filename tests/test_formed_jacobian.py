@@ -48,13 +48,21 @@ def _references(residuals, params, damping, gradient=None):
     }
 
 
-def _solve_and_jaxpr(residuals, params, damping, solver):
+def _solve(residuals, params, damping, solvers, *, jaxpr=False):
+    """`gs.solve` with each of `solvers` (a dict) on one linearisation, in one compiled
+    function; with `jaxpr=True` also the jaxpr of that function."""
+
     def run(p):
         J = gs.JacobianOperator(residuals, p)
-        return gs.solve(J, J.residual_value, damping, solver)
+        return {
+            name: gs.solve(J, J.residual_value, damping, solver)
+            for name, solver in solvers.items()
+        }
 
-    jaxpr = str(eqx.filter_make_jaxpr(run)(params)[0])
-    return eqx.filter_jit(run)(params), jaxpr
+    solutions = eqx.filter_jit(run)(params)
+    if not jaxpr:
+        return solutions
+    return solutions, str(eqx.filter_make_jaxpr(run)(params)[0])
 
 
 PRECONDITIONERS = {
@@ -65,67 +73,91 @@ PRECONDITIONERS = {
 }
 
 
-@pytest.mark.parametrize("name", PRECONDITIONERS)
 @pytest.mark.parametrize("space", ["residual", "parameter"])
-def test_direction_on_the_formed_jacobian_against_dense_float64(space, name):
+def test_direction_on_the_formed_jacobian_against_dense_float64(space):
+    # Every preconditioner in one compiled function per space: one linearisation
+    # and one compilation instead of one per preconditioner.
     residuals, params = _problem()
-    solver = gs.Iterative(
-        space,
-        preconditioner=PRECONDITIONERS[name],
-        rtol=1e-12,
-        max_steps=2000,
-        materialise=True,
-    )
-    solution, jaxpr = _solve_and_jaxpr(residuals, params, DAMPING, solver)
+    solvers = {
+        name: gs.Iterative(
+            space,
+            preconditioner=preconditioner,
+            rtol=1e-12,
+            max_steps=2000,
+            materialise=True,
+        )
+        for name, preconditioner in PRECONDITIONERS.items()
+    }
+    solutions, jaxpr = _solve(residuals, params, DAMPING, solvers, jaxpr=True)
     reference = _references(residuals, params, DAMPING)[space]
-    assert solution.result == lx.RESULTS.successful
-    assert solution.stats["jacobian"] == "formed"
-    assert isinstance(solution.state.jacobian, gs.MaterialisedJacobian)
-    np.testing.assert_allclose(
-        flat(solution.value), reference, rtol=1e-6, atol=1e-8 * jnp.abs(reference).max()
-    )
-    # The Gram matrix of the solve's space is never formed (m = 42, n = 337).
+    for name, solution in solutions.items():
+        assert solution.result == lx.RESULTS.successful, name
+        assert solution.stats["jacobian"] == "formed", name
+        assert isinstance(solution.state.jacobian, gs.MaterialisedJacobian), name
+        np.testing.assert_allclose(
+            flat(solution.value),
+            reference,
+            rtol=1e-6,
+            atol=1e-8 * jnp.abs(reference).max(),
+            err_msg=name,
+        )
+    # The Gram matrix of the solve's space is never formed (m = 42, n = 337), by
+    # any of them.
     size = 42 if space == "residual" else 337
     assert f"f64[{size},{size}]" not in jaxpr
 
 
-@pytest.mark.parametrize("space", ["residual", "parameter"])
-def test_gramian_solve_on_the_formed_jacobian(space):
+def test_gramian_solve_on_the_formed_jacobian():
     residuals, params = _problem()
     _, unravel = ravel_pytree(params)
     gradient = unravel(jax.random.normal(jax.random.PRNGKey(3), (337,)))
     damping = 1e-2  # the residual-space (Woodbury) form loses ε/λ
-    solver = gs.Iterative(space, rtol=1e-13, materialise=True)
+    solvers = {
+        space: gs.Iterative(space, rtol=1e-13, materialise=True)
+        for space in ("residual", "parameter")
+    }
 
     @eqx.filter_jit
     def run(p, g):
-        return gs.gramian_solve(gs.JacobianOperator(residuals, p), g, damping, solver)
+        J = gs.JacobianOperator(residuals, p)
+        return {
+            space: gs.gramian_solve(J, g, damping, solver)
+            for space, solver in solvers.items()
+        }
 
-    solution = run(params, gradient)
     reference = _references(residuals, params, damping, gradient)["parameter"]
-    assert solution.result == lx.RESULTS.successful
-    assert solution.stats["jacobian"] == "formed"
-    np.testing.assert_allclose(
-        flat(solution.value), reference, rtol=1e-6, atol=1e-8 * jnp.abs(reference).max()
-    )
+    for space, solution in run(params, gradient).items():
+        assert solution.result == lx.RESULTS.successful, space
+        assert solution.stats["jacobian"] == "formed", space
+        np.testing.assert_allclose(
+            flat(solution.value),
+            reference,
+            rtol=1e-6,
+            atol=1e-8 * jnp.abs(reference).max(),
+            err_msg=space,
+        )
 
 
-@pytest.mark.parametrize("space", ["residual", "parameter"])
-def test_float32_on_the_formed_jacobian(space):
+def test_float32_on_the_formed_jacobian():
     residuals, params = _problem(jnp.float32)
     damping = 1e-3
-    solver = gs.Iterative(space, preconditioner=gs.Nystrom(rank=20), materialise=True)
-    solution, _ = _solve_and_jaxpr(residuals, params, jnp.float32(damping), solver)
-    value = flat(solution.value)
-    assert value.dtype == jnp.float32
-    assert solution.state.jacobian.matrix.dtype == jnp.float32
-    assert solution.result == lx.RESULTS.successful
-    assert solution.stats["jacobian"] == "formed"
-    reference = _references(residuals, params, damping)[space]
-    error = jnp.linalg.norm(value.astype(jnp.float64) - reference)
-    # CG stops at rtol √ε(float32) ≈ 3.5e-4 on a system of condition number about
-    # 1e5 after preconditioning leaves little of it; what float32 allows
-    assert error <= 2e-2 * jnp.linalg.norm(reference)
+    solvers = {
+        space: gs.Iterative(space, preconditioner=gs.Nystrom(rank=20), materialise=True)
+        for space in ("residual", "parameter")
+    }
+    solutions = _solve(residuals, params, jnp.float32(damping), solvers)
+    references = _references(residuals, params, damping)
+    for space, solution in solutions.items():
+        value = flat(solution.value)
+        assert value.dtype == jnp.float32
+        assert solution.state.jacobian.matrix.dtype == jnp.float32
+        assert solution.result == lx.RESULTS.successful
+        assert solution.stats["jacobian"] == "formed"
+        reference = references[space]
+        error = jnp.linalg.norm(value.astype(jnp.float64) - reference)
+        # CG stops at rtol √ε(float32) ≈ 3.5e-4 on a system of condition number
+        # about 1e5 after preconditioning leaves little of it; what float32 allows
+        assert error <= 2e-2 * jnp.linalg.norm(reference), space
 
 
 def test_recycling_on_the_formed_jacobian():
@@ -182,11 +214,12 @@ def test_materialise_none_decides_as_documented(monkeypatch):
         "Iterative(space='residual', method='cg')"
     )
     # only a gs.JacobianOperator is formed by the rule; True forms any operator
-    matrix = lx.MatrixLinearOperator(J.as_matrix())
+    # (the matrix formed once, compiled: per-point gradients are slow eagerly)
+    formed = eqx.filter_jit(gs.MaterialisedJacobian)(J)
+    matrix = lx.MatrixLinearOperator(formed.matrix)
     assert not automatic.forms_jacobian(matrix)
     assert gs.Iterative(materialise=True).forms_jacobian(matrix)
     # a Jacobian formed already is used as it is
-    formed = gs.MaterialisedJacobian(J)
     assert not gs.Iterative(materialise=True).forms_jacobian(formed)
     state = gs.Iterative(materialise=True).init(
         formed, DAMPING, "residual", jax.random.PRNGKey(0)
@@ -242,7 +275,7 @@ def test_auto_plans_the_formed_jacobian():
         "parameter",
     ]
     # a Jacobian formed by the caller: its matrix-free candidates are the formed ones
-    plan = gs.plan(gs.MaterialisedJacobian(J), 1e-8)
+    plan = gs.plan(eqx.filter_jit(gs.MaterialisedJacobian)(J), 1e-8)
     assert "materialise=True" not in str(plan)
 
 

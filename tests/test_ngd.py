@@ -81,52 +81,65 @@ def test_damping_rules():
         gs.ngd.LevenbergMarquardtDamping(initial=1e-20, minimum=1e-12)
 
 
+@eqx.filter_jit
+def _dampings_at_point(residuals, params, loss, key, calls):
+    """`rule.at_point(carried, ...)` for each (rule, carried) of `calls`, on one
+    linearisation in one compiled function (not one compilation per rule)."""
+    jacobian = gs.JacobianOperator(residuals, params)
+    return [rule.at_point(carried, loss, jacobian, key) for rule, carried in calls]
+
+
 def test_loss_scaled_damping_against_dense_eigenvalues():
     residuals, params = _problem()
-    jacobian = gs.JacobianOperator(residuals, params)
     A = np.asarray(flat_jacobian(residuals, params))
     top = np.linalg.eigvalsh(A.T @ A)[-1]
     loss = 0.5 * np.sum(np.asarray(flat(residuals(params))) ** 2)
     key = jax.random.PRNGKey(3)
     eps = np.finfo(np.float64).eps
 
-    def at_point(rule, carried=0.0):
-        return float(
-            eqx.filter_jit(rule.at_point)(jnp.asarray(carried), loss, jacobian, key)
-        )
-
-    # The eigenvalue floor wins when the loss term is scaled away; enough power
-    # iterations converge to the top eigenvalue.
-    floor_only = gs.ngd.LossScaledDamping(scale=1e-30, power_iterations=300)
-    np.testing.assert_allclose(at_point(floor_only), 10 * eps * top, rtol=1e-8)
-    # Power iteration never overestimates λ_max: a few iterations give a lower floor.
-    few = gs.ngd.LossScaledDamping(scale=1e-30, power_iterations=2)
-    assert 0 < at_point(few) <= 10 * eps * top * (1 + 1e-12)
-    # The loss term wins while the loss is large: (L/100)^2, or (sL)^p.
     rule = gs.ngd.LossScaledDamping()
+    rules = {
+        # The eigenvalue floor wins when the loss term is scaled away; enough power
+        # iterations converge to the top eigenvalue.
+        "floor_only": gs.ngd.LossScaledDamping(scale=1e-30, power_iterations=300),
+        # Power iteration never overestimates λ_max: a few iterations, a lower floor.
+        "few": gs.ngd.LossScaledDamping(scale=1e-30, power_iterations=2),
+        # The loss term wins while the loss is large: (L/100)^2, or (sL)^p.
+        "rule": rule,
+        "cubed": gs.ngd.LossScaledDamping(scale=0.5, power=3.0, eigenvalue_factor=0.0),
+        # A cap at a fraction of λ_max binds when the loss term exceeds it (a loss
+        # far from order one), and leaves the formula alone when it does not.
+        "capped": gs.ngd.LossScaledDamping(
+            scale=1e3, relative_cap=1e-2, power_iterations=300
+        ),
+        "loose": gs.ngd.LossScaledDamping(relative_cap=1e6),
+        # the cap alone also runs the power iterations
+        "cap_only": gs.ngd.LossScaledDamping(
+            scale=1e3, relative_cap=1e-2, eigenvalue_factor=0.0, power_iterations=300
+        ),
+        # `minimum`, `maximum`
+        "minimum": gs.ngd.LossScaledDamping(minimum=0.2),
+        "maximum": gs.ngd.LossScaledDamping(scale=1e6, maximum=7.0),
+    }
+    calls = [(r, jnp.asarray(0.0)) for r in rules.values()]
+    # A value carried from a rejection wins over the formula.
+    calls.append((rule, jnp.asarray(0.3)))
+    values = _dampings_at_point(residuals, params, jnp.asarray(loss), key, calls)
+    at_point = dict(zip([*rules, "carried"], map(float, values), strict=True))
+
+    np.testing.assert_allclose(at_point["floor_only"], 10 * eps * top, rtol=1e-8)
+    assert 0 < at_point["few"] <= 10 * eps * top * (1 + 1e-12)
     np.testing.assert_allclose(
-        at_point(rule), max((loss / 100) ** 2, 10 * eps * top), rtol=1e-12
+        at_point["rule"], max((loss / 100) ** 2, 10 * eps * top), rtol=1e-12
     )
-    cubed = gs.ngd.LossScaledDamping(scale=0.5, power=3.0, eigenvalue_factor=0.0)
-    np.testing.assert_allclose(at_point(cubed), (0.5 * loss) ** 3, rtol=1e-12)
-    # A cap at a fraction of λ_max binds when the loss term exceeds it (a loss far
-    # from order one), and leaves the formula alone when it does not.
-    capped = gs.ngd.LossScaledDamping(
-        scale=1e3, relative_cap=1e-2, power_iterations=300
-    )
+    np.testing.assert_allclose(at_point["cubed"], (0.5 * loss) ** 3, rtol=1e-12)
     assert (1e3 * loss) ** 2 > 1e-2 * top
-    np.testing.assert_allclose(at_point(capped), 1e-2 * top, rtol=1e-8)
-    loose = gs.ngd.LossScaledDamping(relative_cap=1e6)
-    assert at_point(loose) == at_point(rule)
-    # the cap alone also runs the power iterations
-    cap_only = gs.ngd.LossScaledDamping(
-        scale=1e3, relative_cap=1e-2, eigenvalue_factor=0.0, power_iterations=300
-    )
-    np.testing.assert_allclose(at_point(cap_only), 1e-2 * top, rtol=1e-8)
-    # A value carried from a rejection wins over the formula; `minimum`, `maximum`.
-    assert at_point(rule, carried=0.3) == 0.3
-    assert at_point(gs.ngd.LossScaledDamping(minimum=0.2)) == 0.2
-    assert at_point(gs.ngd.LossScaledDamping(scale=1e6, maximum=7.0)) == 7.0
+    np.testing.assert_allclose(at_point["capped"], 1e-2 * top, rtol=1e-8)
+    assert at_point["loose"] == at_point["rule"]
+    np.testing.assert_allclose(at_point["cap_only"], 1e-2 * top, rtol=1e-8)
+    assert at_point["carried"] == 0.3
+    assert at_point["minimum"] == 0.2
+    assert at_point["maximum"] == 7.0
     # An accepted step carries nothing; a rejected one the used damping times 10.
     assert float(rule.update(jnp.asarray(1e-4), jnp.array(True), None)) == 0.0
     np.testing.assert_allclose(
@@ -330,6 +343,13 @@ def test_engd_step_matches_hand_written_step(search):
     )
 
 
+@eqx.filter_jit
+def _loss_gradient(residuals, params):
+    """The reference gradient, compiled (eagerly, the gradient of the forward
+    Laplacian compiles op by op)."""
+    return jax.grad(residuals.loss)(params)
+
+
 def test_adam_matches_optax():
     residuals, params = _problem()
     optimizer = gs.ngd.Adam(1e-2)
@@ -339,7 +359,7 @@ def test_adam_matches_optax():
     reference = params
     for _ in range(3):
         params, state, _ = optimizer.step(residuals, params, state)
-        grads = jax.grad(residuals.loss)(reference)
+        grads = _loss_gradient(residuals, reference)
         # optax's own update is not written for strict dtype promotion.
         with jax.numpy_dtype_promotion("standard"):
             updates, reference_state = transform.update(
@@ -475,7 +495,7 @@ def test_optax_transformation_matches_optax_by_hand():
     reference, reference_state = params, transform.init(params)
     for _ in range(4):
         params, state, info = optimizer.step(residuals, params, state)
-        grads = jax.grad(residuals.loss)(reference)
+        grads = _loss_gradient(residuals, reference)
         updates, reference_state = transform.update(grads, reference_state, reference)
         reference = optax.apply_updates(reference, updates)
         assert bool(info["accepted"]) and np.isnan(float(info["step_size"]))

@@ -459,7 +459,10 @@ def test_points_follow_the_default_float_dtype():
         assert points["interior"].dtype == jnp.float32
         assert problem.evaluation_points().dtype == jnp.float32
         params, apply = P.split_model(problem.default_model(jax.random.PRNGKey(0)))
-        values = problem.residuals(apply, points)(params)
+        # compiled, not eagerly op by op (the same dtypes either way)
+        values = eqx.filter_jit(lambda r, p: r(p))(
+            problem.residuals(apply, points), params
+        )
         assert values["interior"].dtype == jnp.float32
         exact = unweighted_residuals(
             problem.residuals(exact_network(problem), points), None

@@ -44,19 +44,26 @@ def test_point_residual_per_point_weights_and_vector_output():
 def test_residuals_dict_and_row_order():
     residuals = poisson_residuals()
     params = init_mlp(jax.random.PRNGKey(2), [2, 6, 1])
-    value = residuals(params)
+
+    @eqx.filter_jit
+    def pieces(residuals, params):
+        # compiled once (eagerly, each operation of the forward Laplacian and of
+        # its per-point gradients compiles on its own)
+        return (
+            residuals(params),
+            residuals.jacobian(params),
+            residuals["boundary"].jacobian(params),
+            residuals.squared_row_norms(params),
+        )
+
+    value, dense, boundary, row_norms = pieces(residuals, params)
     assert set(value) == {"interior", "boundary"}
     assert value["interior"].shape == (30,) and value["boundary"].shape == (12,)
     assert residuals.num_residuals(params) == 42
     # rows follow jax's flattening of the output dict (sorted keys: boundary first)
-    dense = residuals.jacobian(params)
-    np.testing.assert_allclose(
-        dense[:12], residuals["boundary"].jacobian(params), rtol=1e-14
-    )
+    np.testing.assert_allclose(dense[:12], boundary, rtol=1e-14)
     np.testing.assert_allclose(dense, flat_jacobian(residuals, params), atol=1e-11)
-    np.testing.assert_allclose(
-        residuals.squared_row_norms(params), jnp.sum(dense**2, axis=1), rtol=1e-12
-    )
+    np.testing.assert_allclose(row_norms, jnp.sum(dense**2, axis=1), rtol=1e-12)
 
 
 def test_chunked_evaluation_matches_vmap():
@@ -76,23 +83,33 @@ def test_chunked_evaluation_matches_vmap():
 def test_laplacian_methods_agree():
     params = init_mlp(jax.random.PRNGKey(4), [2, 12, 12, 1])
     x = jnp.array([0.3, 0.7])
-    u = lambda y: scalar_mlp(params, y)
-    forward = gs.pde.laplacian(u)(x)
-    hessian = gs.pde.laplacian(u, method="hessian")(x)
-    np.testing.assert_allclose(forward, hessian, rtol=1e-12)
-    # closed form: u = sin(a·x) has Δu = -|a|² sin(a·x)
     a = jnp.array([1.3, -0.4, 2.0])
     y = jnp.array([0.1, 0.2, 0.3])
+
+    @jax.jit
+    def laplacians(params, x, a, y):
+        # every case in one compiled function (eagerly, each operation of the
+        # forward Laplacian compiles on its own)
+        u = lambda z: scalar_mlp(params, z)
+        sine = lambda z: jnp.sin(a @ z)
+        return {
+            "forward": gs.pde.laplacian(u)(x),
+            "hessian": gs.pde.laplacian(u, method="hessian")(x),
+            "sine": gs.pde.laplacian(sine)(y),
+            "partial": gs.pde.laplacian(sine, dims=(0, 2))(y),
+            "value_gradient_laplacian": gs.pde.value_gradient_laplacian(sine)(y),
+        }
+
+    out = laplacians(params, x, a, y)
+    np.testing.assert_allclose(out["forward"], out["hessian"], rtol=1e-12)
+    # closed form: u = sin(a·x) has Δu = -|a|² sin(a·x)
     closed = -jnp.sum(a**2) * jnp.sin(a @ y)
-    np.testing.assert_allclose(
-        gs.pde.laplacian(lambda z: jnp.sin(a @ z))(y), closed, rtol=1e-12
-    )
+    np.testing.assert_allclose(out["sine"], closed, rtol=1e-12)
     # restricted to some coordinates: only a_0² + a_2²
-    partial = gs.pde.laplacian(lambda z: jnp.sin(a @ z), dims=(0, 2))(y)
     np.testing.assert_allclose(
-        partial, -(a[0] ** 2 + a[2] ** 2) * jnp.sin(a @ y), rtol=1e-12
+        out["partial"], -(a[0] ** 2 + a[2] ** 2) * jnp.sin(a @ y), rtol=1e-12
     )
-    value, gradient, lap = gs.pde.value_gradient_laplacian(lambda z: jnp.sin(a @ z))(y)
+    value, gradient, lap = out["value_gradient_laplacian"]
     np.testing.assert_allclose(value, jnp.sin(a @ y), rtol=1e-14)
     np.testing.assert_allclose(gradient, a * jnp.cos(a @ y), rtol=1e-12)
     np.testing.assert_allclose(lap, closed, rtol=1e-12)

@@ -16,7 +16,7 @@ from gramsolve.bench._breakdown import PHASES, step_breakdown
 from gramsolve.bench._large import breakdown_table, REFERENCE
 from gramsolve.bench._reference import HandWrittenENGDW
 from gramsolve.bench._training import run_training_suite
-from helpers import flat, init_mlp, poisson_residuals
+from helpers import flat, init_mlp, jacobian_operator, poisson_residuals
 
 
 def _problem(hidden=(16, 16), n_interior=60, n_boundary=20):
@@ -45,22 +45,40 @@ def test_column_groups_bound_each_group_unless_one_leaf_is_larger():
     assert column_groups([5, 5, 5], 5) == [(0,), (1,), (2,)]
 
 
+LEAF_SETS = [(1, 2), (0, 3, 5)]
+
+
+@eqx.filter_jit
+def _columns(residuals, whitened, params):
+    """The whole Jacobian, and the column blocks of `LEAF_SETS` of the plain and the
+    whitened map, in one compiled function (per-point gradients are slow eagerly)."""
+    return residuals.jacobian(params), [
+        (
+            residuals.jacobian_columns(params, leaves),
+            whitened.jacobian_columns(params, leaves),
+        )
+        for leaves in LEAF_SETS
+    ]
+
+
 def test_jacobian_columns_are_the_columns_of_the_jacobian():
     residuals, params = _problem(hidden=(6, 6), n_interior=20, n_boundary=8)
-    whole = np.asarray(residuals.jacobian(params))
+    weights = np.linspace(1, 2, residuals.num_residuals(params))
+    whitened = gs.Whitened(residuals, gs.DiagonalMetric(jnp.asarray(weights)))
+    whole, blocks = _columns(residuals, whitened, params)
+    whole = np.asarray(whole)
     sizes = [leaf.size for leaf in jax.tree_util.tree_leaves(params)]
     offsets = np.cumsum([0, *sizes])
-    for leaves in [(1, 2), (0, 3, 5)]:
+    for leaves, (got, got_whitened) in zip(LEAF_SETS, blocks, strict=True):
         expected = np.concatenate(
             [whole[:, offsets[i] : offsets[i + 1]] for i in leaves], axis=1
         )
-        got = residuals.jacobian_columns(params, leaves)
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
-        weights = np.linspace(1, 2, whole.shape[0])
-        whitened = gs.Whitened(residuals, gs.DiagonalMetric(jnp.asarray(weights)))
-        got = whitened.jacobian_columns(params, leaves)
         np.testing.assert_allclose(
-            got, np.sqrt(weights)[:, None] * expected, rtol=1e-12, atol=1e-12
+            got_whitened,
+            np.sqrt(weights)[:, None] * expected,
+            rtol=1e-12,
+            atol=1e-12,
         )
     with pytest.raises(ValueError, match="increasing indices"):
         residuals.jacobian_columns(params, (2, 1))
@@ -68,18 +86,25 @@ def test_jacobian_columns_are_the_columns_of_the_jacobian():
         residuals.jacobian_columns(params, (len(sizes),))
 
 
-def _direction(residuals, params, damping, regime):
-    @jax.jit
-    def direction(params):
-        jacobian = gs.JacobianOperator(residuals, params)
-        return gs.solve(jacobian, jacobian.residual_value, damping, regime).value
-
-    return flat(direction(params))
+@eqx.filter_jit
+def _budgeted_dense(residuals, params, gradient, damping, budget):
+    """On one linearisation, in one compiled function: the Jacobian, the Dense
+    direction with the whole Jacobian and under `budget` (column blocks), and
+    gramian_solve in residual space (Woodbury) under `budget`."""
+    jacobian = gs.JacobianOperator(residuals, params)
+    chunked = gs.Dense("residual", memory_budget=budget)
+    r = jacobian.residual_value
+    return (
+        jacobian.as_matrix(),
+        gs.solve(jacobian, r, damping, gs.Dense("residual")).value,
+        gs.solve(jacobian, r, damping, chunked).value,
+        gs.gramian_solve(jacobian, gradient, 1e-2, chunked).value,
+    )
 
 
 def test_dense_under_a_budget_the_jacobian_exceeds_sums_column_blocks():
     residuals, params = _problem(hidden=(16, 16), n_interior=200, n_boundary=50)
-    jacobian = gs.JacobianOperator(residuals, params)
+    jacobian = jacobian_operator(residuals, params)
     m = jacobian.out_size()
     n = jacobian.in_size()
     # The whole Jacobian (twice, while formed) and the Gram matrix with its factor do
@@ -95,29 +120,27 @@ def test_dense_under_a_budget_the_jacobian_exceeds_sums_column_blocks():
     assert f"{len(blocks)} column blocks" in estimate.detail
     assert gs.Dense("residual").column_blocks(jacobian, "residual") is None
 
-    a = np.asarray(jacobian.as_matrix())
-    r = flat(jacobian.residual_value)
     damping = 1e-6
+    gradient = jax.tree_util.tree_map(jnp.ones_like, params)
+    a, whole, blocked, chunked_gradient = _budgeted_dense(
+        residuals, params, gradient, damping, budget
+    )
+    a, whole, blocked = np.asarray(a), flat(whole), flat(blocked)
+    r = flat(jacobian.residual_value)
     expected = a.T @ np.linalg.solve(a @ a.T + damping * np.eye(m), r)
-    whole = _direction(residuals, params, damping, gs.Dense("residual"))
-    blocked = _direction(residuals, params, damping, chunked)
     # Summed in another order: equal to the round-off the damping's conditioning
     # amplifies.
     assert np.linalg.norm(blocked - whole) <= 1e-9 * np.linalg.norm(whole)
     np.testing.assert_allclose(blocked, expected, rtol=1e-6, atol=1e-9)
 
     # gramian_solve in residual space (Woodbury) without the Jacobian kept.
-    gradient = jax.tree_util.tree_map(jnp.ones_like, params)
-    chunked_gradient = gs.gramian_solve(
-        jacobian, gradient, 1e-2, gs.Dense("residual", memory_budget=budget)
-    ).value
     expected_gradient = np.linalg.solve(a.T @ a + 1e-2 * np.eye(n), np.ones(n))
     np.testing.assert_allclose(flat(chunked_gradient), expected_gradient, rtol=1e-8)
 
 
 def test_auto_passes_its_budget_to_dense():
     residuals, params = _problem(hidden=(16, 16), n_interior=200, n_boundary=50)
-    jacobian = gs.JacobianOperator(residuals, params)
+    jacobian = jacobian_operator(residuals, params)
     m = jacobian.out_size()
     budget = 2 * m * m * 8 + 2 * m * 8 * 300
     plan = gs.plan(jacobian, 1e-6, gs.Auto(memory_budget=budget))
@@ -183,31 +206,48 @@ def test_window_must_hold_three_step_sizes():
         gs.ngd.GridLineSearch(window=2)
 
 
-@pytest.mark.parametrize("space", ["residual", "parameter"])
-def test_sketch_with_the_materialised_jacobian_is_the_matrix_free_sketch(space):
+def test_sketch_with_the_materialised_jacobian_is_the_matrix_free_sketch():
     residuals, params = _problem(hidden=(8, 8))
-    jacobian = gs.JacobianOperator(residuals, params)
-    formed = gs.MaterialisedJacobian(jacobian)
-    v = jax.tree_util.tree_map(jnp.ones_like, params)
-    np.testing.assert_allclose(flat(formed.mv(v)), flat(jacobian.mv(v)), rtol=1e-12)
-    u = jax.tree_util.tree_map(jnp.ones_like, jacobian.residual_value)
-    np.testing.assert_allclose(
-        flat(formed.transpose().mv(u)), flat(jacobian.transpose().mv(u)), rtol=1e-12
-    )
-    directions = {}
-    for materialise in (False, True):
-        regime = gs.SketchSolve(
-            gs.Nystrom(rank=20), space=space, materialise=materialise
+    spaces = ("residual", "parameter")
+
+    @eqx.filter_jit
+    def run(params):
+        # Both spaces, with and without the formed Jacobian, on one linearisation
+        # in one compiled function.
+        jacobian = gs.JacobianOperator(residuals, params)
+        formed = gs.MaterialisedJacobian(jacobian)
+        v = jax.tree_util.tree_map(jnp.ones_like, params)
+        u = jax.tree_util.tree_map(jnp.ones_like, jacobian.residual_value)
+        products = (
+            (formed.mv(v), jacobian.mv(v)),
+            (formed.transpose().mv(u), jacobian.transpose().mv(u)),
         )
-        directions[materialise] = _direction(residuals, params, 1e-4, regime)
-    difference = np.linalg.norm(directions[True] - directions[False])
-    assert difference <= 1e-8 * np.linalg.norm(directions[False])
-    # Left to itself, a sketch of 20 products forms a Jacobian this small.
-    automatic = gs.SketchSolve(gs.Nystrom(rank=20), space=space)
-    assert (
-        automatic.estimate(jacobian, "residual").memory_bytes
-        >= 2 * formed.matrix.size * 8
-    )
+        directions = {
+            f"{space}-{materialise}": gs.solve(
+                jacobian,
+                jacobian.residual_value,
+                1e-4,
+                gs.SketchSolve(
+                    gs.Nystrom(rank=20), space=space, materialise=materialise
+                ),
+            ).value
+            for space in spaces
+            for materialise in (False, True)
+        }
+        return jacobian, formed.matrix.size, products, directions
+
+    jacobian, formed_size, products, directions = run(params)
+    for formed_product, product in products:
+        np.testing.assert_allclose(flat(formed_product), flat(product), rtol=1e-12)
+    for space in spaces:
+        matrix_free = flat(directions[f"{space}-False"])
+        difference = np.linalg.norm(flat(directions[f"{space}-True"]) - matrix_free)
+        assert difference <= 1e-8 * np.linalg.norm(matrix_free), space
+        # Left to itself, a sketch of 20 products forms a Jacobian this small.
+        automatic = gs.SketchSolve(gs.Nystrom(rank=20), space=space)
+        assert (
+            automatic.estimate(jacobian, "residual").memory_bytes >= 2 * formed_size * 8
+        )
 
 
 def test_library_engd_takes_the_hand_written_engd_w_step():
@@ -241,16 +281,16 @@ def test_breakdown_phases_add_up_to_the_step():
     assert adam["jacobian"] == adam["line_search"] == 0 and adam["rest"] == adam["step"]
 
 
-def test_large_suite_rows_hold_the_breakdown(tmp_path):
+def test_large_suite_rows_hold_the_breakdown(tmp_path, monkeypatch):
     problem = gs.problems.Poisson2D(hidden=(8,))
-    rows = run_training_suite(
-        0.5,
-        tmp_path,
+    settings = dict(
         all_problems={"small": problem},
         all_optimizers={REFERENCE: HandWrittenENGDW(), "ENGD": gs.ngd.ENGD()},
         breakdown_repeat=1,
+        checkpoints=tmp_path / "checkpoints",
         log=lambda line: None,
     )
+    rows = run_training_suite(0.5, tmp_path, **settings)
     assert [r["optimizer"] for r in rows] == [REFERENCE, "ENGD"]
     table = breakdown_table(rows)
     assert "| ENGD-W (hand-written) |" in table and "1.00×" in table
@@ -267,24 +307,13 @@ def test_large_suite_rows_hold_the_breakdown(tmp_path):
     )[0].size
     assert rows[0]["n"] == n
 
-
-def test_a_suite_run_again_takes_finished_breakdowns_from_beside_the_checkpoints(
-    tmp_path, monkeypatch
-):
-    problem = gs.problems.Poisson2D(hidden=(8,))
-    settings = dict(
-        all_problems={"small": problem},
-        all_optimizers={"ENGD": gs.ngd.ENGD()},
-        breakdown_repeat=1,
-        checkpoints=tmp_path / "checkpoints",
-        log=lambda line: None,
-    )
-    first = run_training_suite(0.5, tmp_path, **settings)
-
+    # Run again: the finished runs come back from their checkpoints, and their
+    # breakdowns from beside them, not measured again.
     def measured_again(*args, **kwargs):
         raise AssertionError("the breakdown of a finished run was measured again")
 
     monkeypatch.setattr(gs.bench._breakdown, "step_breakdown", measured_again)
     again = run_training_suite(0.5, tmp_path, **settings)
-    assert again[0]["breakdown"] == first[0]["breakdown"]
-    assert again[0]["steps"] == first[0]["steps"]
+    for before, after in zip(rows, again, strict=True):
+        assert after["breakdown"] == before["breakdown"], before["optimizer"]
+        assert after["steps"] == before["steps"], before["optimizer"]
