@@ -89,9 +89,14 @@ def main() -> None:
             gs.ResidualGramian(formed, damping), damping, key=jax.random.PRNGKey(0)
         )
         plan = gs.plan(jacobian, damping, gs.Auto(spectrum=spectrum))
-        planned = next(
-            (c for c in plan.candidates if isinstance(c, gs.Iterative)), None
-        )
+        # Auto's own choice where it is iterative, else its residual-space PCG
+        # candidate: the rank it would take, and the iterations it expects there.
+        iterative = [
+            c
+            for c in (plan.choice, *plan.candidates)
+            if isinstance(c, gs.Iterative) and c.space == "residual"
+        ]
+        planned = iterative[0] if iterative else None
         planned_rank = None if planned is None else planned.preconditioner.rank
         cells = []
         for rank in args.ranks:
@@ -110,7 +115,13 @@ def main() -> None:
         )
         for cell in cells:
             print(f"    {cell}")
-        print(f"  Auto's choice: {plan.choice}")
+        choice = plan.choice
+        if isinstance(choice, gs.Iterative):
+            choice = (
+                f"Iterative({choice.space}, rank {choice.preconditioner.rank}, "
+                f"materialise={choice.materialise})"
+            )
+        print(f"  Auto's choice: {choice}")
 
 
 if __name__ == "__main__":

@@ -52,11 +52,14 @@ def _run_sharded_checks() -> dict:
 
 
 @pytest.fixture(scope="session")
-def sharded_run(tmp_path_factory):
+def sharded_run(request, tmp_path_factory):
     # Over a minute of compilation: run once per test session, not once per xdist
-    # worker. The workers share the parent of their temporary folders; the first to
-    # take the lock runs the checks and leaves the JSON for the other.
-    shared = tmp_path_factory.getbasetemp().parent
+    # worker. The workers share the parent of their temporary folders (a folder of
+    # this run's); the first to take the lock runs the checks and leaves the JSON for
+    # the other. Without xdist that parent outlives the run, so a run's own folder.
+    shared = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):
+        shared = shared.parent
     results = shared / "sharded_checks.json"
     with open(shared / "sharded_checks.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
