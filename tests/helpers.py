@@ -6,6 +6,7 @@ import inspect
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
@@ -111,6 +112,18 @@ def dense(operator):
 
 def flat(tree):
     return ravel_pytree(tree)[0]
+
+
+def assert_successful_and_close(solutions, reference, *, rtol, atol_scale):
+    """Every solution in the dict `solutions` (name -> gs.Solution) succeeded and its
+    flattened value is `reference` to `rtol`, with absolute tolerance `atol_scale`
+    times the largest entry of `reference`; failures name the solution."""
+    atol = atol_scale * float(np.abs(np.asarray(reference)).max())
+    for name, solution in solutions.items():
+        assert solution.result == lx.RESULTS.successful, name
+        np.testing.assert_allclose(
+            flat(solution.value), reference, rtol=rtol, atol=atol, err_msg=name
+        )
 
 
 def jacobian_operator(residuals, params):

@@ -7,7 +7,14 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
-from helpers import fit_residuals, flat, flat_jacobian, init_mlp, poisson_residuals
+from helpers import (
+    assert_successful_and_close,
+    fit_residuals,
+    flat,
+    flat_jacobian,
+    init_mlp,
+    poisson_residuals,
+)
 
 
 # Two shapes: many parameters and few residuals (m << n), and the reverse (n << m).
@@ -89,15 +96,9 @@ def test_every_regime_matches_dense_reference(shape):
     damping = 1e-3
     outs = _solve_all(residuals, params, damping, EXACT_REGIMES)
     reference, _ = _reference(residuals, params, damping)
+    solutions = {name: solution for name, (solution, _) in outs.items()}
+    assert_successful_and_close(solutions, reference, rtol=1e-6, atol_scale=1e-8)
     for name, (solution, pushed) in outs.items():
-        assert solution.result == lx.RESULTS.successful, name
-        np.testing.assert_allclose(
-            flat(solution.value),
-            reference,
-            rtol=1e-6,
-            atol=1e-8 * np.abs(reference).max(),
-            err_msg=name,
-        )
         stats = solution.stats
         for key in ("space", "method", "num_steps", "preconditioner", "rank"):
             assert key in stats, (name, key)
@@ -142,15 +143,9 @@ def test_gramian_solve_arbitrary_gradient(shape):
         }
 
     reference, _ = _reference(residuals, params, damping, gradient)
-    for name, solution in solve_all(params, gradient).items():
-        assert solution.result == lx.RESULTS.successful, name
-        np.testing.assert_allclose(
-            flat(solution.value),
-            reference,
-            rtol=1e-6,
-            atol=1e-7 * np.abs(reference).max(),
-            err_msg=name,
-        )
+    assert_successful_and_close(
+        solve_all(params, gradient), reference, rtol=1e-6, atol_scale=1e-7
+    )
 
 
 @pytest.mark.parametrize("space", ["residual", "parameter"])

@@ -202,9 +202,9 @@ def solve_with_restarts(
         return (norm > tolerance) & (steps < max_steps) & ~stopped
 
     def restart(state):
-        x, residual, norm, best, best_norm, best_merit, smallest, steps, runs = state[
-            :9
-        ]
+        x, residual, norm, best, best_norm, best_merit, smallest, steps, runs, *_ = (
+            state
+        )
         x, used, broke, gave_up = run(x, residual, max_steps - steps)
         residual = jtu.tree_map(lambda b, ax: b - ax, vector, operator.mv(x))
         norm = tree_two_norm(residual)
