@@ -44,18 +44,17 @@ def main() -> None:
     import numpy as np
 
     import gramsolve as gs
-    from gramsolve.bench._large import large_optimizer_suite, large_problem_suite
+    from gramsolve.bench._large import large_problem_suite, load_large_checkpoint
 
-    problem = large_problem_suite()[args.problem]
-    model = problem.default_model(jax.random.PRNGKey(problem.seed))
-    params, apply = gs.problems.split_model(model)
-    residuals = problem.residuals(apply)
-    where = "initialisation"
-    if args.checkpoint is not None:
-        optimizer = large_optimizer_suite()[args.optimizer]
-        like = (params, optimizer.init(params), residuals, jax.random.PRNGKey(0))
-        (params, _, residuals, _), record = gs.ngd.load_checkpoint(
-            args.checkpoint, like
+    if args.checkpoint is None:
+        problem = large_problem_suite()[args.problem]
+        model = problem.default_model(jax.random.PRNGKey(problem.seed))
+        params, apply = gs.problems.split_model(model)
+        residuals = problem.residuals(apply)
+        where = "initialisation"
+    else:
+        _, _, params, residuals, _, record = load_large_checkpoint(
+            args.problem, args.checkpoint, args.optimizer
         )
         where = (
             f"{record['optimizer']} after {record['step']} steps "

@@ -31,16 +31,12 @@ def main() -> None:
     import equinox as eqx
 
     import gramsolve as gs
-    from gramsolve.bench._large import large_problem_suite
+    from gramsolve.bench._large import load_large_checkpoint
     from gramsolve.bench._training import _resampler
 
-    problem = large_problem_suite()[args.problem]
-    model = problem.default_model(jax.random.PRNGKey(problem.seed))
-    params, apply = gs.problems.split_model(model)
-    residuals = problem.residuals(apply)
-    saved_optimizer = gs.ngd.ENGD()
-    like = (params, saved_optimizer.init(params), residuals, jax.random.PRNGKey(0))
-    (params, _, residuals, key), record = gs.ngd.load_checkpoint(args.checkpoint, like)
+    problem, apply, params, residuals, key, record = load_large_checkpoint(
+        args.problem, args.checkpoint
+    )
     evaluate = eqx.filter_jit(lambda p: problem.errors(apply, p))
     start = evaluate(params)
     print(

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+import gramsolve as gs
 from gramsolve.bench import main
 from gramsolve.bench._large import large_problem_suite
 from gramsolve.bench._reference import hand_written_direction
@@ -74,6 +75,39 @@ def test_training_suite_writes_results_plots_and_tables(tmp_path, capsys):
     capsys.readouterr()
     main([*TRAINING, "--out", str(tmp_path)])
     assert "training: kept from" in capsys.readouterr().out
+
+
+def test_breakdown_cache_is_measured_again_when_torn_or_of_another_run(
+    tmp_path, monkeypatch
+):
+    from gramsolve.bench import _breakdown, _training
+
+    measured = []
+
+    def step_breakdown(*args, **kwargs):
+        measured.append(kwargs["previous_step_size"])
+        return {"step": float(len(measured))}
+
+    monkeypatch.setattr(_breakdown, "step_breakdown", step_breakdown)
+    history = gs.ngd.History(
+        seconds=[1.0, 2.0], loss=[3.0, 2.0], step_size=[1.0, 0.5], accepted=[True] * 2
+    )
+    checkpoint = tmp_path / "run.eqx"
+
+    def breakdown(history):
+        return _training._breakdown(None, None, None, history, 1, checkpoint)
+
+    assert breakdown(history) == {"step": 1.0} and measured == [0.5]
+    assert breakdown(history) == {"step": 1.0} and len(measured) == 1
+    stored = checkpoint.with_suffix(".breakdown.json")
+    stored.write_text(stored.read_text()[:12])  # a kill mid-write
+    assert breakdown(history) == {"step": 2.0}
+    # a run made afresh with as many steps is another run
+    again = gs.ngd.History(
+        seconds=[1.5, 2.5], loss=[3.0, 1.0], step_size=[1.0, 0.5], accepted=[True] * 2
+    )
+    assert breakdown(again) == {"step": 3.0}
+    assert not list(tmp_path.glob("*.partial"))
 
 
 def test_solve_cell_matches_the_dense_reference():

@@ -83,6 +83,7 @@ def test_a_torn_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     loaded, record = gs.ngd.load_checkpoint(path, {"w": jnp.zeros(3)})
     assert record["step"] == 1 and float(loaded["w"][0]) == 1.0
+    assert [p.name for p in tmp_path.iterdir()] == ["run.eqx"]
 
 
 OPTIMIZERS = {
@@ -154,6 +155,81 @@ def test_resume_refuses_another_run(tmp_path):
         run(gs.ngd.ENGD(), 4, checkpoint=path, checkpoint_every=-1.0)
 
 
+def test_resume_refuses_other_settings(tmp_path):
+    path = tmp_path / "run.eqx"
+    run(gs.ngd.ENGD(damping=1e-8), 2, checkpoint=path)
+    with pytest.raises(ValueError, match="other optimizer settings"):
+        run(gs.ngd.ENGD(damping=1e-6), 4, checkpoint=path)
+    # the same shapes, another problem: residuals with other functions
+    interior = RESIDUALS.classes["interior"].fn
+    residuals = eqx.tree_at(
+        lambda r: r.classes["interior"].fn,
+        RESIDUALS,
+        lambda p, x: 2 * interior(p, x),
+    )
+    with pytest.raises(ValueError, match="other residuals settings"):
+        gs.ngd.train(
+            gs.ngd.ENGD(damping=1e-8),
+            residuals,
+            PARAMS,
+            steps=4,
+            checkpoint=path,
+            progress=False,
+        )
+    # the same settings resume
+    _, history = run(gs.ngd.ENGD(damping=1e-8), 4, checkpoint=path)
+    assert history.resumed_at == [2]
+
+
+def test_an_extended_budget_spreads_the_evaluations_over_the_rest(tmp_path):
+    optimizer = gs.ngd.ENGD()
+    _, whole = run(optimizer, 12)
+    assert whole.evaluation_steps == [0, 3, 6, 9, 12]
+    path = tmp_path / "run.eqx"
+    _, first = run(optimizer, 4, checkpoint=path)
+    assert first.evaluation_steps == [0, 1, 2, 3, 4]
+    _, extended = run(optimizer, 12, checkpoint=path)
+    assert extended.evaluation_steps == [0, 1, 2, 3, 4, 6, 9, 12]
+    np.testing.assert_allclose(extended.loss, whole.loss, rtol=1e-12)
+
+
+def test_resample_compiles_before_the_clock():
+    """Its first call (where a jitted `resample` compiles) is made beside the step's
+    compilation, untimed, from a key of its own: the run's points are the same."""
+    keys = []
+
+    def slow_first(residuals, key):
+        if not keys:
+            time.sleep(1.0)
+        keys.append(key)
+        return resample(residuals, key)
+
+    optimizer = gs.ngd.ENGD()
+    params, history = gs.ngd.train(
+        optimizer,
+        RESIDUALS,
+        PARAMS,
+        steps=2,
+        resample=slow_first,
+        key=jax.random.PRNGKey(5),
+        progress=False,
+    )
+    assert len(keys) == 3 and history.seconds[0] < 0.9
+    expected, _ = run(optimizer, 2)
+    np.testing.assert_allclose(flat(params), flat(expected), rtol=1e-12, atol=1e-15)
+
+    def other_points(residuals, key):
+        points = residuals.classes["interior"].points
+        return eqx.tree_at(
+            lambda r: r.classes["interior"].points, residuals, points[:-1]
+        )
+
+    with pytest.raises(ValueError, match="resample must return"):
+        gs.ngd.train(
+            optimizer, RESIDUALS, PARAMS, steps=2, resample=other_points, progress=False
+        )
+
+
 def test_seconds_budget_resumes_the_clock(tmp_path):
     path = tmp_path / "run.eqx"
     _, first = run_seconds(path, 0.3)
@@ -161,6 +237,8 @@ def test_seconds_budget_resumes_the_clock(tmp_path):
     assert resumed.seconds[: first.steps] == first.seconds
     assert resumed.seconds[-1] >= 0.6 > resumed.seconds[-2]
     assert resumed.resumed_at == [first.steps]
+    with pytest.raises(ValueError, match="past the budget"):
+        run_seconds(path, 0.3)
 
 
 def run_seconds(path, seconds):

@@ -128,6 +128,32 @@ def test_doccode_finds_blocks_and_checks_includes(tmp_path, monkeypatch):
     assert len(problems) == 1 and "page.md:21" in problems[0]
 
 
+def test_compare_output_allows_machine_noise_and_catches_stale_numbers():
+    recorded = (
+        "ENGD + geodesic acceleration: loss 1.28e-08, relative L2 error 2.32e-05\n"
+        "  Dense(space='residual')     537 µs    1.3 MB  ~15 iterations\n"
+        "first step: the two differ by 1.2e-12 (relative)\n"
+    )
+    # Other units, spacing, timings and iteration counts, and round-off-level
+    # numbers that moved by orders of magnitude: all within what is allowed.
+    rerun = (
+        "ENGD + geodesic acceleration: loss 3.1e-08, relative L2 error 1.9e-05\n"
+        "  Dense(space='residual') 2.9 ms 1.1 MB ~31 iterations\n"
+        "first step: the two differ by 4.0e-15 (relative)\n"
+    )
+    assert doccode.compare_output(recorded, rerun) == []
+    stale = rerun.replace("loss 3.1e-08", "loss 9.3e-12")
+    (problem,) = doccode.compare_output(recorded, stale)
+    assert "9.3e-12 where 1.28e-08 was recorded" in problem
+    slower = rerun.replace("2.9 ms", "12 ms")
+    assert doccode.compare_output(recorded, slower) != []
+    reworded = rerun.replace("relative L2 error", "relative H1 error")
+    (problem,) = doccode.compare_output(recorded, reworded)
+    assert problem.startswith("line 1 reads")
+    assert doccode.compare_output(recorded, rerun + "one more line\n") != []
+    assert doccode.compare_output("differs by 0.0e+00\n", "differs by 3e-3\n") != []
+
+
 def _child_environment() -> dict[str, str]:
     env = dict(os.environ)
     # Pages must enable float64 themselves, as a reader's program does.
@@ -158,6 +184,7 @@ def _run_page(page: str, figures: Path) -> subprocess.CompletedProcess:
         page,
         "--figures",
         str(figures),
+        "--check-outputs",
         "--timing",
     ]
     return subprocess.run(

@@ -168,6 +168,29 @@ def test_parameter_gramian(fit):
     assert estimate.eigenvalues[0] >= 0.99 * eigenvalues[0]
 
 
+def test_a_new_linearisation_does_not_compile_again():
+    """Each call linearises anew (new closures in the JacobianOperator), as a
+    training loop renewing its estimate every so many steps does: one program
+    serves them all, and each estimate is of its own Jacobian."""
+    from gramsolve._effective_dimension import _sketch_linearised
+
+    residuals = fit_residuals(48, 12)
+    damping = 1e-2
+    sizes = []
+    for seed in (1, 2):
+        params = init_mlp(jax.random.PRNGKey(seed), [2, 16, 16, 1])
+        J = jacobian_operator(residuals, params)
+        estimate = gs.effective_dimension(
+            gs.ParameterGramian(J, damping), damping, key=KEY, max_rank=8
+        )
+        sizes.append(_sketch_linearised._cached._cache_size())
+        jac = np.asarray(eqx.filter_jit(gs.MaterialisedJacobian)(J).matrix)
+        eigenvalues = np.clip(np.linalg.eigvalsh(jac @ jac.T), 0, None)[::-1]
+        np.testing.assert_allclose(estimate.trace, eigenvalues.sum(), rtol=1e-10)
+        _check_bounds(estimate, _exact(eigenvalues, damping), eigenvalues)
+    assert sizes[1] == sizes[0]
+
+
 def _iterations(kappa, rtol):
     """CG's iterations for condition number κ, from its error bound."""
     if kappa == 1:

@@ -286,14 +286,29 @@ def test_auto_chooses_the_formed_jacobian_where_the_spectrum_says_so():
     assert plan.choice == gs.Iterative(
         space="parameter", preconditioner=gs.Nystrom(rank=30), materialise=True
     )
-    assert "the Jacobian formed once (762.9 MB)" in plan.reason
+    assert "the Jacobian formed once (762.9 MiB)" in plan.reason
     chosen = plan.estimates[plan.candidates.index(plan.choice)]
     free = next(e for e in plan.estimates if e.regime.startswith("Iterative(space='p"))
     assert chosen.seconds < free.seconds
     # From the sizes alone: Dense in parameter space (2 GB) ...
     plan = gs.plan(J, damping, gs.Auto(memory_budget=10**13))
     assert isinstance(plan.choice, gs.Dense) and plan.choice.space == "parameter"
+    # Where the size-only guess of the iterations makes matrix-free CG beat Dense,
+    # CG on the formed Jacobian under the same guess (when it fits) beats it too.
+    J = _structure_only_jacobian(20_000, 100_000)
+    plan = gs.plan(J, damping, gs.Auto(memory_budget=10**11))
+    assert plan.choice == gs.Iterative(
+        space="residual", preconditioner=gs.Nystrom(rank=200), materialise=True
+    )
+    chosen = plan.estimates[plan.candidates.index(plan.choice)]
+    assert all(
+        chosen.seconds <= e.seconds
+        for c, e in zip(plan.candidates, plan.estimates, strict=True)
+        if e.memory_bytes <= 10**11
+    )
+    assert "the Jacobian formed once" in plan.reason
     # ... unless it does not fit and the formed Jacobian (1.6 GB and the sketch) does
+    J = _structure_only_jacobian(m, n)
     plan = gs.plan(J, damping, gs.Auto(memory_budget=1_800_000_000))
     assert plan.choice == gs.Iterative(
         space="parameter", preconditioner=gs.Nystrom(rank=200), materialise=True

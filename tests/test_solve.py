@@ -207,6 +207,34 @@ def test_auto_choices_and_plan():
     # Nothing fits a tiny budget: a clear error
     with pytest.raises(ValueError, match="memory budget"):
         gs.plan(J_wide, 1e-8, gs.Auto(memory_budget=1000))
+    # A forced regime's plan shows that regime's budget
+    assert gs.plan(J_wide, 1e-8, gs.Dense(memory_budget=10**12)).memory_budget == 10**12
+    # The damping is checked as solve checks it
+    for damping, message in ((-1.0, "non-negative"), (np.nan, "finite")):
+        for solver in (gs.Auto(), gs.Dense()):
+            with pytest.raises(ValueError, match=message):
+                gs.plan(J_wide, damping, solver)
+    # (a damping of another shape: jaxtyping's check under pytest, ours without it)
+    with pytest.raises((ValueError, TypeError), match="scalar|shape"):
+        gs.plan(J_wide, np.ones(2))
+
+
+@pytest.mark.parametrize(
+    "arguments, error",
+    [
+        (dict(max_rank=100.0), TypeError),
+        (dict(max_rank=0), ValueError),
+        (dict(max_steps=0), ValueError),
+        (dict(max_steps=True), TypeError),
+        (dict(rtol=-1e-3), ValueError),
+        (dict(memory_budget="8GB"), TypeError),
+        (dict(memory_budget=0), ValueError),
+    ],
+)
+def test_auto_rejects_bad_settings_when_made(arguments, error):
+    # (under pytest jaxtyping checks the annotated types first, naming Auto too)
+    with pytest.raises(error, match=r"Auto\b"):
+        gs.Auto(**arguments)
 
 
 def test_auto_under_a_small_memory_budget():

@@ -4,7 +4,9 @@
 
 runs one page (a path below `docs/`) in this process, as a reader would: figures go
 to DIR (default: a temporary folder), `--outputs` writes what each block printed to
-`docs/outputs/`, `--timing` reports each block's time on stderr.
+`docs/outputs/`, `--check-outputs` fails if what a block printed disagrees with its
+recorded output (see `compare_output`), `--timing` reports each block's time on
+stderr.
 
 Every fenced block that opens with exactly ```` ```python ```` is code that runs: the
 blocks of one page run in order, in one namespace, as a reader would paste them.
@@ -30,6 +32,7 @@ import argparse
 import contextlib
 import dataclasses
 import io
+import math
 import os
 import re
 import sys
@@ -58,6 +61,37 @@ PAGES = (
 )
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _INCLUDE = re.compile(r'--8<-- "docs/outputs/(?P<name>[\w.-]+)-(?P<block>\d+)\.txt"')
+# A number, with the unit of time or memory that may follow it: a recorded output
+# and a new run may print the same quantity in different units (537 µs, 1.2 ms).
+_NUMBER = re.compile(
+    r"(?<![\w.])(?P<value>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)"
+    r"(?:\s?(?P<unit>µs|ms|s|min|h|d|B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)(?![\w]))?"
+)
+_UNITS = {
+    "µs": ("time", 1e-6),
+    "ms": ("time", 1e-3),
+    "s": ("time", 1.0),
+    "min": ("time", 60.0),
+    "h": ("time", 3600.0),
+    "d": ("time", 86400.0),
+    "B": ("bytes", 1.0),
+    "kB": ("bytes", 1e3),
+    "KB": ("bytes", 1e3),
+    "MB": ("bytes", 1e6),
+    "GB": ("bytes", 1e9),
+    "TB": ("bytes", 1e12),
+    "KiB": ("bytes", 2.0**10),
+    "MiB": ("bytes", 2.0**20),
+    "GiB": ("bytes", 2.0**30),
+    "TiB": ("bytes", 2.0**40),
+}
+# What a recorded output may differ by from a new run: timings, memory readings,
+# iteration counts and errors move between machines and BLAS thread counts, but not
+# by an order of magnitude; round-off-level numbers (both below the floor) move
+# freely. A stale output (an error recorded before the code changed, say) does not
+# pass.
+OUTPUT_FACTOR = 10.0
+OUTPUT_FLOOR = 1e-10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +192,69 @@ def check_includes(page: str) -> list[str]:
     return problems
 
 
+def _numbers(text: str) -> tuple[list[str], list[tuple[float, str]]]:
+    """The text's lines with each number (and its unit) replaced by a marker of its
+    kind and runs of spaces collapsed, and the numbers in base units (seconds,
+    bytes) with their kind."""
+    found = []
+
+    def mark(match: re.Match) -> str:
+        kind, scale = _UNITS.get(match["unit"] or "", ("number", 1.0))
+        found.append((float(match["value"]) * scale, kind))
+        return f"<{kind}>"
+
+    lines = [" ".join(_NUMBER.sub(mark, line).split()) for line in text.splitlines()]
+    return [line for line in lines if line], found
+
+
+def _close(recorded: float, new: float) -> bool:
+    if abs(recorded) < OUTPUT_FLOOR and abs(new) < OUTPUT_FLOOR:
+        return True
+    if recorded == 0 or new == 0 or (recorded > 0) != (new > 0):
+        return False
+    return abs(math.log10(abs(new) / abs(recorded))) <= math.log10(OUTPUT_FACTOR)
+
+
+def compare_output(recorded: str, printed: str) -> list[str]:
+    """How a block's new output disagrees with its recorded one: the words must be
+    the same (spacing aside), and each number within `OUTPUT_FACTOR` of the recorded
+    one in base units, unless both are below `OUTPUT_FLOOR` in magnitude."""
+    recorded_lines, recorded_numbers = _numbers(recorded)
+    printed_lines, printed_numbers = _numbers(printed)
+    for number, (old, new) in enumerate(
+        zip(recorded_lines, printed_lines, strict=False), start=1
+    ):
+        if old != new:
+            return [f"line {number} reads {new!r}, recorded {old!r}"]
+    if len(recorded_lines) != len(printed_lines):
+        return [f"{len(printed_lines)} lines printed, {len(recorded_lines)} recorded"]
+    return [
+        f"{kind} {new:.3g} where {old:.3g} was recorded (number {index})"
+        for index, ((old, kind), (new, _)) in enumerate(
+            zip(recorded_numbers, printed_numbers, strict=True), start=1
+        )
+        if not _close(old, new)
+    ]
+
+
+def check_outputs(page: str, printed: dict[int, str]) -> list[str]:
+    """Where the page's recorded outputs disagree with what its blocks printed now
+    (`compare_output`); a block that prints while nothing of it is recorded is
+    fine only if the page does not show it."""
+    problems = []
+    shown = {number for _, _, number in output_includes(page)}
+    for number, text in printed.items():
+        path = output_path(page, number)
+        if number not in shown:
+            continue
+        if not path.exists():
+            problems.append(f"{page} block {number}: {path.name} is missing")
+            continue
+        for problem in compare_output(path.read_text(), text):
+            problems.append(f"{page} block {number} ({path.name}): {problem}")
+    return problems
+
+
 def run_page(page: str, figures: Path, *, timing: bool = False) -> dict[int, str]:
     """Runs the page's python blocks in order in one namespace, with figures going to
     `figures`. Returns what each block printed. Tracebacks name the page and line."""
@@ -198,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("page", help="a page below docs/, e.g. tutorials/first-step.md")
     parser.add_argument("--figures", type=Path, default=None)
     parser.add_argument("--outputs", action="store_true")
+    parser.add_argument("--check-outputs", action="store_true")
     parser.add_argument("--timing", action="store_true")
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
@@ -207,6 +305,14 @@ def main(argv: list[str] | None = None) -> None:
         printed = run_page(args.page, figures, timing=args.timing)
     if args.outputs:
         write_outputs(args.page, printed)
+    if args.check_outputs:
+        problems = check_outputs(args.page, printed)
+        if problems:
+            sys.exit(
+                "the recorded outputs disagree with what the code prints now "
+                f"(rerun `python docs/scripts/make_figures.py {args.page}`):\n"
+                + "\n".join(problems)
+            )
 
 
 if __name__ == "__main__":

@@ -187,8 +187,9 @@ def formed_krylov_seconds(
 
 
 def format_bytes(count: int | float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(count) < 1024 or unit == "TB":
+    # Binary units, named as such: 10**11 bytes is 93.1 GiB.
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     raise AssertionError

@@ -276,8 +276,7 @@ def _bounds_close(
     return accept
 
 
-@eqx.filter_jit
-def _sketch(
+def _sketch_body(
     operator, damping, trace, key, rtol, initial_rank, max_rank, method, batch_size
 ):
     target, in_structure, size = approximation_target(
@@ -298,6 +297,19 @@ def _sketch(
         batch_size=batch_size,
     )
     return lowrank.eigenvalues, reached, trace
+
+
+_sketch = eqx.filter_jit(_sketch_body)
+
+
+@eqx.filter_jit
+def _sketch_linearised(gramian_type, residuals, params, gramian_damping, *args):
+    """`_sketch` of `gramian_type(JacobianOperator(residuals, params), damping)`,
+    linearised inside: a `JacobianOperator` made outside holds the closures of its
+    own `jax.linearize`, new objects on every call, which `filter_jit` would take
+    for a new program and compile again."""
+    jacobian = JacobianOperator(residuals, params)
+    return _sketch_body(gramian_type(jacobian, gramian_damping), *args)
 
 
 def effective_dimension(
@@ -404,8 +416,7 @@ def effective_dimension(
     check_initial_rank(initial_rank, max_rank, "effective_dimension")
     key = jax.random.PRNGKey(0) if key is None else key
     # Arrays, not Python floats: filter_jit would compile once per value of those.
-    eigenvalues, reached, trace = _sketch(
-        operator,
+    args = (
         jnp.asarray(float(damping)),
         None if trace is None else jnp.asarray(trace),
         key,
@@ -415,6 +426,15 @@ def effective_dimension(
         method,
         batch_size,
     )
+    if isinstance(operator, ResidualGramian | ParameterGramian) and (
+        type(operator.jacobian) is JacobianOperator
+    ):
+        jacobian = operator.jacobian
+        eigenvalues, reached, trace = _sketch_linearised(
+            type(operator), jacobian.residuals, jacobian.params, operator.damping, *args
+        )
+    else:
+        eigenvalues, reached, trace = _sketch(operator, *args)
     return EffectiveDimension(
         np.asarray(eigenvalues)[: int(reached)],
         float(damping),

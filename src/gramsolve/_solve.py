@@ -241,18 +241,23 @@ def plan(
     """
     if rhs not in ("residual", "parameter"):
         raise ValueError(f"plan: rhs must be 'residual' or 'parameter', got {rhs!r}")
+    if damping is not None:
+        check_damping(damping, "plan")
     if isinstance(solver, Auto):
         return solver.plan(jacobian, rhs, damping)
     m = jacobian.out_size()
     n = jacobian.in_size()
     estimate = solver.estimate(jacobian, rhs)
     dtype = str(jax.tree_util.tree_leaves(jacobian.out_structure())[0].dtype)
+    itemsize = jax.numpy.dtype(dtype).itemsize
+    # The regime's own budget where it has one (Dense), else Auto's default.
+    budget = getattr(solver, "budget", Auto().budget)(itemsize)
     return Plan(
         m,
         n,
         dtype,
         rhs,
-        Auto().budget(jax.numpy.dtype(dtype).itemsize),
+        budget,
         (estimate,),
         solver,
         "chosen by the caller",

@@ -2,6 +2,7 @@
 given, an estimate of the Gramian's spectrum."""
 
 import math
+import numbers
 from typing import Any
 
 import equinox as eqx
@@ -188,16 +189,30 @@ class Auto(AbstractRegime):
     spectrum: EffectiveDimension | None = None
 
     def __check_init__(self):
+        if self.memory_budget is not None and (
+            not isinstance(self.memory_budget, numbers.Integral)
+            or isinstance(self.memory_budget, bool)
+        ):
+            raise TypeError(
+                "Auto: memory_budget must be an int number of bytes or None, got "
+                f"{self.memory_budget!r}"
+            )
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise ValueError(
                 f"Auto: memory_budget must be positive, got {self.memory_budget}"
             )
+        for name in ("max_rank", "max_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise TypeError(f"Auto: {name} must be an int, got {value!r}")
+            if value <= 0:
+                raise ValueError(f"Auto: {name} must be positive, got {value}")
+        if self.rtol is not None and not self.rtol > 0:
+            raise ValueError(f"Auto: rtol must be positive or None, got {self.rtol}")
         if not 0 < self.budget_fraction <= 1:
             raise ValueError(
                 f"Auto: budget_fraction must be in (0, 1], got {self.budget_fraction}"
             )
-        if self.max_rank <= 0:
-            raise ValueError(f"Auto: max_rank must be positive, got {self.max_rank}")
         if self.spectrum is not None and not isinstance(
             self.spectrum, EffectiveDimension
         ):
@@ -393,11 +408,20 @@ class Auto(AbstractRegime):
             )
             return plan, estimate
 
-        fitting = [
-            (e.seconds, i)
-            for i, e in enumerate(estimates)
-            if e.memory_bytes <= budget and eligible[i]
-        ]
+        def fitting_candidates():
+            return [
+                (e.seconds, i)
+                for i, e in enumerate(estimates)
+                if e.memory_bytes <= budget and eligible[i]
+            ]
+
+        fitting = fitting_candidates()
+        if fitting and not bet and min(fitting)[1] >= len(dense):
+            # The size-only guess already made matrix-free CG beat Dense: under the
+            # same guess CG on the formed Jacobian (when it fits) is faster still.
+            bet = True
+            eligible = [True] * len(candidates)
+            fitting = fitting_candidates()
         if fitting:
             _, best = min(fitting)
             choice, estimate = candidates[best], estimates[best]

@@ -130,8 +130,11 @@ def main(argv: list[str]) -> None:
         },
     }
     results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    checkpoints = args.out / "checkpoints" / f"training-{seconds:g}s"
-    large_checkpoints = args.out / "checkpoints" / f"large-{large_seconds:g}s"
+    # Named by what the runs depend on: a --quick run has other points (large
+    # suite), so its checkpoints are not the full run's.
+    quick = "-quick" if args.quick else ""
+    checkpoints = args.out / "checkpoints" / f"training-{seconds:g}s{quick}"
+    large_checkpoints = args.out / "checkpoints" / f"large-{large_seconds:g}s{quick}"
     if args.restart:
         shutil.rmtree(checkpoints, ignore_errors=True)
         shutil.rmtree(large_checkpoints, ignore_errors=True)

@@ -3,7 +3,10 @@ end at equal wall time, with the hand-written ENGD-W step beside the library's
 optimizers and a per-step breakdown of every optimizer."""
 
 import math
+from pathlib import Path
 from typing import Any
+
+import jax
 
 from .. import ngd, problems
 from ._reference import HandWrittenENGDW
@@ -44,6 +47,23 @@ def large_problem_suite(quick: bool = False) -> dict[str, problems.AbstractProbl
         "heat4d": problems.Heat4D(**heat_points),
         "poisson100d": problems.Poisson100D(),
     }
+
+
+def load_large_checkpoint(
+    problem_name: str, path: Path, optimizer_name: str = "ENGD"
+) -> tuple[problems.AbstractProblem, Any, Any, Any, Any, dict[str, Any]]:
+    """A run of the large suite from its checkpoint file: the problem, the network's
+    `apply`, and the run's parameters, residuals (its last points), random key and
+    record (optimizer, step, elapsed). `optimizer_name` names the optimizer whose
+    state the file holds (its structure is needed to read the file)."""
+    problem = large_problem_suite()[problem_name]
+    model = problem.default_model(jax.random.PRNGKey(problem.seed))
+    params, apply = problems.split_model(model)
+    residuals = problem.residuals(apply)
+    optimizer = large_optimizer_suite()[optimizer_name]
+    like = (params, optimizer.init(params), residuals, jax.random.PRNGKey(0))
+    (params, _, residuals, key), record = ngd.load_checkpoint(path, like)
+    return problem, apply, params, residuals, key, record
 
 
 def large_optimizer_suite() -> dict[str, ngd.AbstractOptimizer]:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,19 @@ def _breakdown(optimizer, residuals, trained, history, repeat, checkpoint):
     from ._breakdown import step_breakdown
 
     stored = None if checkpoint is None else checkpoint.with_suffix(".breakdown.json")
-    key = {"repeat": repeat, "steps": len(history.loss)}
+    # The run it belongs to: a run made afresh after its checkpoint was deleted has
+    # other times and losses even where it has the same number of steps.
+    key = {
+        "repeat": repeat,
+        "steps": len(history.loss),
+        "seconds": history.seconds[-1] if history.seconds else 0.0,
+        "loss": history.loss[-1] if history.loss else None,
+    }
     if stored is not None and stored.is_file():
-        saved = json.loads(stored.read_text())
+        try:
+            saved = json.loads(stored.read_text())
+        except json.JSONDecodeError:
+            saved = {}  # torn by a kill: measured again
         if saved.get("key") == key:
             return saved["breakdown"]
     accepted = [float(s) for s in history.step_size if s > 0]
@@ -63,7 +74,9 @@ def _breakdown(optimizer, residuals, trained, history, repeat, checkpoint):
         repeat=repeat,
     )
     if stored is not None:
-        stored.write_text(json.dumps({"key": key, "breakdown": breakdown}))
+        partial = stored.with_name(stored.name + ".partial")
+        partial.write_text(json.dumps({"key": key, "breakdown": breakdown}))
+        os.replace(partial, stored)
     return breakdown
 
 
@@ -105,6 +118,8 @@ def run_training_suite(
             lambda p, problem=problem, apply=apply: problem.errors(apply, p)
         )
         histories = {}
+        # One per problem, so that its compiled draw serves every optimizer.
+        resample = _resampler(problem, apply)
         for optimizer_name in optimizer_names:
             checkpoint = None
             if checkpoints is not None:
@@ -117,7 +132,7 @@ def run_training_suite(
                 seconds=seconds,
                 evaluate=evaluate,
                 evaluations=25,
-                resample=_resampler(problem, apply),
+                resample=resample,
                 progress=progress,
                 checkpoint=checkpoint,
             )

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import tempfile
 from typing import Any
 
 import equinox as eqx
@@ -63,14 +64,22 @@ def save_checkpoint(
         ```
     """
     path = pathlib.Path(path)
-    partial = path.with_name(path.name + ".partial")
     header = json.dumps(record)
-    with open(partial, "wb") as file:
-        file.write((header + "\n").encode())
-        eqx.tree_serialise_leaves(file, _keys_as_data(tree))
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(partial, path)
+    # A name of its own, so that two writers of one path never share a half-written
+    # file; removed if the write fails.
+    descriptor, partial = tempfile.mkstemp(
+        dir=path.parent, prefix=path.name + ".", suffix=".partial"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write((header + "\n").encode())
+            eqx.tree_serialise_leaves(file, _keys_as_data(tree))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        pathlib.Path(partial).unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(

@@ -95,8 +95,10 @@ def train(
     its time is `History.compile_seconds`. `evaluate(params)` (for example
     `problem.errors` with the network bound) is called about `evaluations` times,
     spread over the budget, and at the end, outside the timed region. `resample`
-    draws new points for each step (`resample(residuals, key)`, which should swap the
-    points with `eqx.tree_at` so the step does not recompile). `reweight` adapts the
+    draws new points for each step (`resample(residuals, key)`, which must return
+    residuals of the same structure, shapes and dtypes, swapping the points with
+    `eqx.tree_at`, so the step does not recompile); it is called once beside the
+    step's compilation, before the clock starts. `reweight` adapts the
     loss between steps (`reweight(residuals, params)`, before every step but the
     first, after `resample`; for example [`gramsolve.ngd.AdaptiveClassWeights`][]):
     it must return residuals of the same structure, shapes and dtypes; it is called
@@ -114,9 +116,11 @@ def train(
     from the start of the first run; the result is the same, to round-off, as one
     uninterrupted run of the same steps. A run that the file shows finished is
     returned without a step. The other arguments must describe the same run (the
-    same optimizer class, network and point counts; a mismatch raises
-    `ValueError`), and a budget that the saved run has already gone past raises
-    `ValueError` rather than returning parameters trained for longer than asked.
+    same optimizer with the same settings, the same network, problem and point
+    counts; a mismatch raises `ValueError`), and a budget that the saved run has
+    already gone past raises `ValueError` rather than returning parameters trained
+    for longer than asked. A larger budget than the saved run's extends it, with the
+    evaluations spread over the rest.
 
     **Arguments:**
 
@@ -163,6 +167,21 @@ def train(
     elapsed = 0.0
     next_evaluation = 1
     optimizer_name = type(optimizer).__name__
+    # What a resumed run must share with the saved one beyond array shapes: the
+    # optimizer's hyperparameters and the residuals' non-array part (the problem's
+    # constants, the network's functions). Settings an optimizer keeps in closures
+    # (an optax transformation's learning rate) are not seen.
+    settings = {
+        "optimizer": eqx.tree_pformat(optimizer, short_arrays=False),
+        "residuals": eqx.tree_pformat(eqx.partition(residuals, eqx.is_array)[1]),
+    }
+
+    def progress(step: int, elapsed: float) -> float:
+        return max(
+            step / steps if steps is not None else 0.0,
+            elapsed / seconds if seconds is not None else 0.0,
+        )
+
     if checkpoint is not None:
         checkpoint = pathlib.Path(checkpoint)
     if checkpoint is not None and checkpoint.exists():
@@ -174,9 +193,26 @@ def train(
                 f"train: {checkpoint} holds a run of {record.get('optimizer')}, not "
                 f"of {optimizer_name}; give another checkpoint path"
             )
-        history = History(**record["history"])
-        step, elapsed = record["step"], record["elapsed"]
-        next_evaluation = record["next_evaluation"]
+        # Files written before settings were recorded are taken on trust.
+        for what, saved in record.get("settings", {}).items():
+            if saved != settings[what]:
+                raise ValueError(
+                    f"train: {checkpoint} holds a run with other {what} settings:\n"
+                    f"saved:\n{saved}\nnow:\n{settings[what]}\ngive another "
+                    "checkpoint path to start afresh"
+                )
+        try:
+            history = History(**record["history"])
+            step, elapsed = record["step"], record["elapsed"]
+        except (KeyError, TypeError) as error:
+            raise ValueError(
+                f"train: {checkpoint} has no training record that this version can "
+                f"read ({error!r}); give another checkpoint path"
+            ) from error
+        # Counted under this call's budget and `evaluations`: when the budget was
+        # extended, the evaluations go on spreading over the rest of it. Under the
+        # saved budget this is the saved counter.
+        next_evaluation = math.floor(progress(step, elapsed) * evaluations) + 1
         if (steps is not None and step > steps) or (
             seconds is not None and any(s >= seconds for s in history.seconds[:-1])
         ):
@@ -199,6 +235,7 @@ def train(
             "next_evaluation": next_evaluation,
             "steps": steps,
             "seconds": seconds,
+            "settings": settings,
             "history": dataclasses.asdict(history),
         }
         save_checkpoint(checkpoint, (params, state, residuals, key), record)
@@ -210,6 +247,18 @@ def train(
     if not finished():
         start = time.perf_counter()
         jax.block_until_ready(optimizer.step(residuals, params, state))
+        if resample is not None:
+            # Compiled here, untimed, from a key of its own (the run's stream of
+            # keys is untouched), so that no run, resumed or not, pays for it.
+            resampled = jax.block_until_ready(
+                resample(residuals, jax.random.fold_in(key, 1))
+            )
+            if not _same_structure(resampled, residuals):
+                raise ValueError(
+                    "train: resample must return residuals of the same structure, "
+                    "shapes and dtypes (swap the points with eqx.tree_at), or every "
+                    "step would recompile"
+                )
         if reweight is not None:
             reweighted = jax.block_until_ready(reweight(residuals, params))
             if not _same_structure(reweighted, residuals):
@@ -256,10 +305,7 @@ def train(
                 eta=f"{info['step_size']:.2e}",
                 t=f"{elapsed:.0f}s",
             )
-        progress_fraction = max(
-            step / steps if steps is not None else 0.0,
-            elapsed / seconds if seconds is not None else 0.0,
-        )
+        progress_fraction = progress(step, elapsed)
         if progress_fraction * evaluations >= next_evaluation:
             evaluate_now()
             next_evaluation = math.floor(progress_fraction * evaluations) + 1
