@@ -107,6 +107,9 @@ def test_breakdown_cache_is_measured_again_when_torn_or_of_another_run(
         seconds=[1.5, 2.5], loss=[3.0, 1.0], step_size=[1.0, 0.5], accepted=[True] * 2
     )
     assert breakdown(again) == {"step": 3.0}
+    # a file written before the key held times and losses: matched on what it holds
+    stored.write_text(json.dumps({"key": {"repeat": 1, "steps": 2}, "breakdown": {}}))
+    assert breakdown(again) == {} and len(measured) == 3
     assert not list(tmp_path.glob("*.partial"))
 
 

@@ -63,7 +63,11 @@ def _breakdown(optimizer, residuals, trained, history, repeat, checkpoint):
             saved = json.loads(stored.read_text())
         except json.JSONDecodeError:
             saved = {}  # torn by a kill: measured again
-        if saved.get("key") == key:
+        saved_key = saved.get("key", {})
+        # Files from before the key held times and losses match on what they hold.
+        if {"repeat", "steps"} <= set(saved_key) and all(
+            key[name] == value for name, value in saved_key.items() if name in key
+        ):
             return saved["breakdown"]
     accepted = [float(s) for s in history.step_size if s > 0]
     breakdown = step_breakdown(
