@@ -268,8 +268,17 @@ def test_auto_plans_the_formed_jacobian():
         "parameter",
     ]
     # a Jacobian formed by the caller: its matrix-free candidates are the formed ones
-    plan = gs.plan(eqx.filter_jit(gs.MaterialisedJacobian)(J), 1e-8)
+    formed_by_caller = eqx.filter_jit(gs.MaterialisedJacobian)(J)
+    plan = gs.plan(formed_by_caller, 1e-8)
     assert "materialise=True" not in str(plan)
+    # ... and Dense counts neither forming nor holding that matrix: the Gram matrix
+    # and its factor only
+    for space in ("residual", "parameter"):
+        on_formed = gs.Dense(space).estimate(formed_by_caller, "residual")
+        on_operator = gs.Dense(space).estimate(J, "residual")
+        k = J.out_size() if space == "residual" else J.in_size()
+        assert on_formed.memory_bytes == 2 * k * k * 8
+        assert on_formed.seconds < on_operator.seconds
 
 
 def test_auto_chooses_the_formed_jacobian_where_the_spectrum_says_so():

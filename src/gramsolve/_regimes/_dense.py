@@ -16,6 +16,7 @@ from .._cost import (
     DENSE_JACOBIAN_FLOPS_PER_ENTRY,
 )
 from .._jacobian import JacobianOperator
+from .._materialised_jacobian import MaterialisedJacobian
 from .._misc import ravel, unravel
 from ._base import (
     AbstractSpaceRegime,
@@ -305,7 +306,11 @@ class Dense(AbstractSpaceRegime):
         jacobian_flops = DENSE_JACOBIAN_FLOPS_PER_ENTRY * m * n
         # The triangle of the Gram matrix, then the factor.
         flops = k * k * (n if k == m else m) + k**3 / 3
-        if blocks is None:
+        if isinstance(jacobian, MaterialisedJacobian):
+            # Formed by the caller: its matrix is neither computed nor allocated here.
+            memory = 2 * k * k * itemsize
+            detail = f"Jacobian formed ({m}×{n}), Gram {k}×{k}, Cholesky"
+        elif blocks is None:
             flops += jacobian_flops
             memory = _dense_bytes(m, n, k, itemsize)
             detail = f"Jacobian {m}×{n}, Gram {k}×{k}, Cholesky"
