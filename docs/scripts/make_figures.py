@@ -5,7 +5,9 @@
 Runs the python code of each page (default: every page with code), each in a fresh
 process, with the figures written to `docs/images/` and what each block printed to
 `docs/outputs/`, so the site shows exactly what its code produces. Run it after
-changing a page's code, then commit the images and outputs. Pages run two at a time.
+changing a page's code, or a library change that moves what a page prints, then
+commit the images and outputs: `tests/test_docs.py` fails where a recorded output no
+longer matches (`doccode.compare_output`). Pages run two at a time.
 """
 
 import concurrent.futures
