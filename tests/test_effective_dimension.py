@@ -124,6 +124,30 @@ def test_bounds_hold_for_any_spectrum(
     assert with_trace.lower == pytest.approx(_exact(eigenvalues[:rank], damping))
 
 
+def test_a_padded_factor_predicts_from_its_sketched_eigenvalues():
+    """`Nystrom(rank="auto")` pads its factor with zero eigenvalues it never
+    sketched: the estimate is that of the unpadded factor (the padding would stand
+    for an empty spectrum past the sketch)."""
+    eigenvalues = 0.5 ** np.arange(SIZE)
+    _, vectors = psd_matrix(eigenvalues, key=3)
+    sketched = eigenvalues[:10]
+    padded = gs.LowRank(
+        vectors[:, :16], jnp.asarray(np.append(sketched, np.zeros(6))), jnp.zeros(SIZE)
+    )
+    unpadded = gs.LowRank(vectors[:, :10], jnp.asarray(sketched), jnp.zeros(SIZE))
+    damping = 1e-6
+    from_padded = gs.effective_dimension(padded, damping)
+    from_unpadded = gs.effective_dimension(unpadded, damping)
+    assert from_padded.rank == 10 and from_padded.lower == from_unpadded.lower
+    assert from_padded.predicted_iterations(10, 1e-6) == (
+        from_unpadded.predicted_iterations(10, 1e-6)
+    )
+    # what the padding predicted: an empty spectrum past the sketch, one iteration
+    kept = gs.EffectiveDimension(np.asarray(padded.eigenvalues), damping, SIZE)
+    assert kept.predicted_iterations(10, 1e-6) == 1
+    assert from_padded.predicted_iterations(10, 1e-6) > 1
+
+
 def test_float32_bounds():
     eigenvalues = 0.6 ** np.arange(SIZE)
     matrix, _ = psd_matrix(eigenvalues, key=2, dtype=jnp.float32)

@@ -392,8 +392,14 @@ def effective_dimension(
     if not rtol > 0:
         raise ValueError(f"effective_dimension: rtol must be positive, got {rtol}")
     if isinstance(operator, LowRank):
+        eigenvalues = np.asarray(operator.eigenvalues)
+        # A factor padded to its largest rank (`Nystrom(rank="auto")`) ends in
+        # zeros that were never sketched: kept, they would stand for the spectrum
+        # past the sketch and make the predicted iterations optimistic.
+        nonzero = np.flatnonzero(eigenvalues > 0)
+        eigenvalues = eigenvalues[: nonzero[-1] + 1 if nonzero.size else 1]
         return EffectiveDimension(
-            operator.eigenvalues,
+            eigenvalues,
             float(damping),
             operator.in_size(),
             trace,
