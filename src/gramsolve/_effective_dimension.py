@@ -1,6 +1,7 @@
 """The effective dimension of a damped Gramian, from a Nyström sketch and the trace,
 and the preconditioned CG iterations it predicts."""
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -219,15 +220,10 @@ class EffectiveDimension(eqx.Module):
             raise ValueError(
                 f"predicted_iterations: rtol must be in (0, 1), got {rtol}"
             )
-        values = np.asarray(self.eigenvalues)
-        floor = math.sqrt(self.size) * self.epsilon * float(np.linalg.norm(values))
-        beyond = float(values[-1])
-        if self.trace is not None:
-            beyond = min(beyond, max(self.trace - float(values.sum()), 0.0))
-        remaining = np.maximum(np.append(values[rank:], beyond), floor)
-        conditioned = _cg_iterations(1 + remaining / self.damping, rtol)
-        outliers = np.min(np.arange(remaining.size) + conditioned)
-        iterations = math.ceil(math.sqrt(float(conditioned[0]) * float(outliers)))
+        by_rank = _iterations_by_rank(
+            self.eigenvalues, self.damping, self.size, self.trace, self.epsilon, rtol
+        )
+        iterations = int(by_rank[min(rank, by_rank.size - 1)])
         if max_steps is not None:
             iterations = min(iterations, max_steps)
         return iterations
@@ -238,6 +234,33 @@ class EffectiveDimension(eqx.Module):
             f"{self.lower:.1f} and {self.upper:.1f} of {self.size} (Nyström sketch "
             f"of rank {self.rank})"
         )
+
+
+# A plan asks for every rank of one spectrum (Auto's rank search): computed once.
+@functools.lru_cache(maxsize=32)
+def _iterations_by_rank(
+    eigenvalues: tuple[float, ...],
+    damping: float,
+    size: int,
+    trace: float | None,
+    epsilon: float,
+    rtol: float,
+) -> np.ndarray:
+    """`predicted_iterations` (uncapped) for every rank from 0 to the number of
+    eigenvalues (a larger rank predicts as the last)."""
+    values = np.asarray(eigenvalues)
+    floor = math.sqrt(size) * epsilon * float(np.linalg.norm(values))
+    beyond = float(values[-1])
+    if trace is not None:
+        beyond = min(beyond, max(trace - float(values.sum()), 0.0))
+    # Rank k leaves the spectrum from index k on, with `beyond` after the sketch.
+    remaining = np.maximum(np.append(values, beyond), floor)
+    conditioned = _cg_iterations(1 + remaining / damping, rtol)
+    # The outlier bound for rank k: min over i >= k of (i - k) + N(i), a suffix
+    # minimum of i + N(i).
+    index = np.arange(remaining.size)
+    outliers = np.minimum.accumulate((index + conditioned)[::-1])[::-1] - index
+    return np.ceil(np.sqrt(conditioned * outliers))
 
 
 def _cg_iterations(
