@@ -126,6 +126,17 @@ def test_doccode_finds_blocks_and_checks_includes(tmp_path, monkeypatch):
     assert (tmp_path / "outputs" / "page-1.txt").read_text() == "2\n"
     problems = doccode.check_includes("page.md")
     assert len(problems) == 1 and "page.md:21" in problems[0]
+    # what block 1 prints now is checked against the recording, in numbers unless
+    # the page marks its output as varying
+    assert doccode.check_outputs("page.md", {1: "2\n", 2: ""}) == []
+    (problem,) = doccode.check_outputs("page.md", {1: "300\n", 2: ""})
+    assert "300 where 2 was recorded" in problem
+    text = page.read_text().replace(
+        "```\n\n```text\n--8<--", "```\n\n<!-- output varies -->\n```text\n--8<--", 1
+    )
+    page.write_text(text)
+    assert doccode.varying_outputs("page.md") == {1}
+    assert doccode.check_outputs("page.md", {1: "300\n", 2: ""}) == []
 
 
 def test_compare_output_allows_machine_noise_and_catches_stale_numbers():
@@ -151,6 +162,8 @@ def test_compare_output_allows_machine_noise_and_catches_stale_numbers():
     (problem,) = doccode.compare_output(recorded, reworded)
     assert problem.startswith("line 1 reads")
     assert doccode.compare_output(recorded, rerun + "one more line\n") != []
+    assert doccode.compare_output(recorded, stale, numbers=False) == []
+    assert doccode.compare_output(recorded, reworded, numbers=False) != []
     assert doccode.compare_output("differs by 0.0e+00\n", "differs by 3e-3\n") != []
 
 

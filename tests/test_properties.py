@@ -481,12 +481,19 @@ def test_plan_never_over_budget(m, n, itemsize, log_budget, max_rank, rhs, dampi
     # Dense, matrix-free CG and CG on the formed Jacobian, each in both spaces (in
     # parameter space only for a parameter-space right-hand side); a preconditioner
     # cut to fit comes after them. Without a spectrum, CG on the formed Jacobian is
-    # chosen only where no Dense fits.
+    # chosen only where no Dense fits, or where matrix-free CG (under the same guess
+    # of its iterations) is already the fastest of Dense and itself (ties to Dense).
     spaces = 2 if rhs == "residual" else 1
     dense = plan.estimates[:spaces]
     candidates = plan.estimates[: 3 * spaces]
     if any(e.memory_bytes <= budget for e in dense):
-        candidates = candidates[: 2 * spaces]
+        _, first = min(
+            (e.seconds, i)
+            for i, e in enumerate(candidates[: 2 * spaces])
+            if e.memory_bytes <= budget
+        )
+        if first < spaces:
+            candidates = candidates[: 2 * spaces]
     fitting = [e for e in candidates if e.memory_bytes <= budget]
     if fitting:
         # the fastest of the candidates that fit
