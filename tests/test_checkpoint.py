@@ -179,6 +179,11 @@ def test_resume_refuses_other_settings(tmp_path):
     # the same settings resume
     _, history = run(gs.ngd.ENGD(damping=1e-8), 4, checkpoint=path)
     assert history.resumed_at == [2]
+    # an optax transformation's settings are in closures: its description tells
+    adam = tmp_path / "adam.eqx"
+    run(gs.ngd.Adam(1e-2), 2, checkpoint=adam)
+    with pytest.raises(ValueError, match="learning_rate=0.1"):
+        run(gs.ngd.Adam(1e-1), 4, checkpoint=adam)
 
 
 def test_an_extended_budget_spreads_the_evaluations_over_the_rest(tmp_path):

@@ -72,6 +72,10 @@ class Optax(AbstractOptimizer):
 
     - `transformation`: any `optax.GradientTransformation` (or
       `GradientTransformationExtraArgs`).
+    - `description`: how the transformation was made, e.g.
+      `"adam(learning_rate=0.001)"` (default empty). A transformation keeps its
+      settings in closures that its repr does not show; the description does, and
+      [`gramsolve.ngd.train`][] compares it when a run resumes from a checkpoint.
 
     !!! Example
 
@@ -82,6 +86,7 @@ class Optax(AbstractOptimizer):
     """
 
     transformation: optax.GradientTransformation
+    description: str = eqx.field(default="", static=True)
 
     def __check_init__(self):
         if not isinstance(self.transformation, optax.GradientTransformation):
@@ -150,7 +155,10 @@ def Adam(learning_rate: float | optax.Schedule = 1e-3) -> Optax:
         optimizer = gs.ngd.Adam(learning_rate=1e-3)
         ```
     """
-    return Optax(optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate))
+    return Optax(
+        optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate),
+        description=f"adam(learning_rate={learning_rate!r})",
+    )
 
 
 def LBFGS(memory_size: int = 10, max_linesearch_steps: int = 20) -> Optax:
@@ -178,5 +186,7 @@ def LBFGS(memory_size: int = 10, max_linesearch_steps: int = 20) -> Optax:
                 max_linesearch_steps=max_linesearch_steps,
                 initial_guess_strategy="one",
             ),
-        )
+        ),
+        description=f"lbfgs(memory_size={memory_size!r}, "
+        f"max_linesearch_steps={max_linesearch_steps!r})",
     )
