@@ -170,7 +170,7 @@ def train(
     # What a resumed run must share with the saved one beyond array shapes: the
     # optimizer's hyperparameters and the residuals' non-array part (the problem's
     # constants, the network's functions). Settings an optimizer keeps in closures
-    # (an optax transformation's learning rate) are not seen.
+    # are not seen (an optax transformation's, unless `Optax.description` names them).
     settings = {
         "optimizer": eqx.tree_pformat(optimizer, short_arrays=False),
         "residuals": eqx.tree_pformat(eqx.partition(residuals, eqx.is_array)[1]),
@@ -232,7 +232,6 @@ def train(
             "optimizer": optimizer_name,
             "step": step,
             "elapsed": elapsed,
-            "next_evaluation": next_evaluation,
             "steps": steps,
             "seconds": seconds,
             "settings": settings,
@@ -250,23 +249,10 @@ def train(
         if resample is not None:
             # Compiled here, untimed, from a key of its own (the run's stream of
             # keys is untouched), so that no run, resumed or not, pays for it.
-            resampled = jax.block_until_ready(
-                resample(residuals, jax.random.fold_in(key, 1))
-            )
-            if not _same_structure(resampled, residuals):
-                raise ValueError(
-                    "train: resample must return residuals of the same structure, "
-                    "shapes and dtypes (swap the points with eqx.tree_at), or every "
-                    "step would recompile"
-                )
+            resampled = resample(residuals, jax.random.fold_in(key, 1))
+            _check_same_structure(resampled, residuals, "resample")
         if reweight is not None:
-            reweighted = jax.block_until_ready(reweight(residuals, params))
-            if not _same_structure(reweighted, residuals):
-                raise ValueError(
-                    "train: reweight must return residuals of the same structure, "
-                    "shapes and dtypes (swap arrays with eqx.tree_at), or every step "
-                    "would recompile"
-                )
+            _check_same_structure(reweight(residuals, params), residuals, "reweight")
         history.compile_seconds += time.perf_counter() - start
     if step == 0:
         evaluate_now()
@@ -322,6 +308,18 @@ def train(
     if checkpoint is not None and saved_step != step:
         save()
     return params, history
+
+
+def _check_same_structure(new: PyTree, old: PyTree, what: str) -> None:
+    """Waits for `new` (what `what` returned, so that its compilation is counted
+    where it was called) and raises unless it would reuse the step compiled for
+    `old`."""
+    jax.block_until_ready(new)
+    if not _same_structure(new, old):
+        raise ValueError(
+            f"train: {what} must return residuals of the same structure, shapes and "
+            "dtypes (swap arrays with eqx.tree_at), or every step would recompile"
+        )
 
 
 def _same_structure(new: PyTree, old: PyTree) -> bool:
