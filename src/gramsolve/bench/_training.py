@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from jax.flatten_util import ravel_pytree
 
 from .. import ngd, problems
 from .._plots import plot_convergence
+from ..ngd._checkpoint import write_atomically
 
 
 def problem_suite() -> dict[str, problems.AbstractProblem]:
@@ -78,9 +78,8 @@ def _breakdown(optimizer, residuals, trained, history, repeat, checkpoint):
         repeat=repeat,
     )
     if stored is not None:
-        partial = stored.with_name(stored.name + ".partial")
-        partial.write_text(json.dumps({"key": key, "breakdown": breakdown}))
-        os.replace(partial, stored)
+        text = json.dumps({"key": key, "breakdown": breakdown}).encode()
+        write_atomically(stored, lambda file: file.write(text))
     return breakdown
 
 

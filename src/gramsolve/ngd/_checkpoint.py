@@ -4,7 +4,8 @@ import json
 import os
 import pathlib
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import equinox as eqx
 import jax
@@ -63,17 +64,31 @@ def save_checkpoint(
         (params, state), record = gs.ngd.load_checkpoint("run.eqx", (params, state))
         ```
     """
+    header = (json.dumps(record) + "\n").encode()
+
+    def write(file):
+        file.write(header)
+        eqx.tree_serialise_leaves(file, _keys_as_data(tree))
+
+    write_atomically(path, write)
+
+
+def write_atomically(
+    path: str | os.PathLike, write: Callable[[BinaryIO], None]
+) -> None:
+    """Calls `write` on a binary file that replaces `path` only once it is complete.
+
+    The file gets a name of its own in `path`'s folder, so two writers of one path
+    never share a half-written file and a kill leaves the old `path` whole; it is
+    removed if `write` fails.
+    """
     path = pathlib.Path(path)
-    header = json.dumps(record)
-    # A name of its own, so that two writers of one path never share a half-written
-    # file; removed if the write fails.
     descriptor, partial = tempfile.mkstemp(
         dir=path.parent, prefix=path.name + ".", suffix=".partial"
     )
     try:
         with os.fdopen(descriptor, "wb") as file:
-            file.write((header + "\n").encode())
-            eqx.tree_serialise_leaves(file, _keys_as_data(tree))
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(partial, path)
