@@ -456,6 +456,14 @@ def test_train_budgets_and_history():
         gs.ngd.train(gs.ngd.ENGD(), residuals, params)
 
 
+@pytest.mark.parametrize("progress", [False, True])
+def test_the_progress_bar_shows_only_when_asked(capsys, progress):
+    residuals, params = _problem()
+    gs.ngd.train(gs.ngd.ENGD(), residuals, params, steps=2, progress=progress)
+    shown = capsys.readouterr().err
+    assert ("step" in shown) if progress else shown == ""
+
+
 def test_lbfgs_matches_optax():
     residuals, params = _problem()
     optimizer = gs.ngd.LBFGS()

@@ -176,7 +176,7 @@ def train(
         "residuals": eqx.tree_pformat(eqx.partition(residuals, eqx.is_array)[1]),
     }
 
-    def progress(step: int, elapsed: float) -> float:
+    def fraction_done(step: int, elapsed: float) -> float:
         return max(
             step / steps if steps is not None else 0.0,
             elapsed / seconds if seconds is not None else 0.0,
@@ -212,7 +212,7 @@ def train(
         # Counted under this call's budget and `evaluations`: when the budget was
         # extended, the evaluations go on spreading over the rest of it. Under the
         # saved budget this is the saved counter.
-        next_evaluation = math.floor(progress(step, elapsed) * evaluations) + 1
+        next_evaluation = math.floor(fraction_done(step, elapsed) * evaluations) + 1
         if (steps is not None and step > steps) or (
             seconds is not None and any(s >= seconds for s in history.seconds[:-1])
         ):
@@ -291,7 +291,7 @@ def train(
                 eta=f"{info['step_size']:.2e}",
                 t=f"{elapsed:.0f}s",
             )
-        progress_fraction = progress(step, elapsed)
+        progress_fraction = fraction_done(step, elapsed)
         if progress_fraction * evaluations >= next_evaluation:
             evaluate_now()
             next_evaluation = math.floor(progress_fraction * evaluations) + 1
