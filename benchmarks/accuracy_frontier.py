@@ -7,7 +7,8 @@ DSGNAR's multi-scale 2D Poisson problem (`multiscale_poisson2d`: its SIREN of 12
 parameters, `--multiscale-points` interior and half as many boundary points, DSGNAR's
 ratio, fixed; run only when named in `--problems`, the first two run by default).
 
-Printed per problem and optimizer: the final relative L2 error, steps, ms/step, and
+Printed per problem and optimizer: the final relative L2 error, steps, how many of
+them were taken (not rejected by a line search or trust region), ms/step, and
 the optimization time at which the error first fell below 1e-6, 1e-8, 1e-10 and 1e-11
 (errors are evaluated at `--evaluations` points of the run, so a time is the first
 evaluation at or below the level).
@@ -33,7 +34,11 @@ its constant damping), `ENGD-loss-Armijo` (that damping with Armijo backtracking
 instead of the grid, as randngd steps), `TrustRegionSketched` (TrustRegion with DSGNAR's
 two-sided sketch, a count sketch of 2,000 rows and a subsampled cosine transform of
 2,000 columns, fresh each step: the SVD of a 2,000 × 2,000 core instead of J's) and
-`TrustRegionSketched1000` (a 1,000 × 1,000 core). Where the sketch sizes reach m or n
+`TrustRegionSketched1000` and `TrustRegionSketched800` (1,000 × 1,000 and 800 × 800
+cores, the latter DSGNAR's tanh run's). A `-fixed` suffix (`TrustRegion-fixed`,
+`TrustRegionSketched1000-fixed`, `TrustRegionSketched800-fixed`) keeps the target ratio
+at 0.075 throughout (`late_target_ratio=None`), to measure DSGNAR's switch to 0.5 on its
+own. Where the sketch sizes reach m or n
 they are used as m or n (Poisson 2D: m = 1020, n = 257, so the sketches are exact).
 """
 
@@ -127,11 +132,11 @@ def main() -> None:
         ),
     }
 
-    def sketched(size: int) -> gs.ngd.TrustRegion:
+    def sketched(size: int, **kwargs) -> gs.ngd.TrustRegion:
         sketch = gs.TwoSidedSketch(
             gs.CountSketch(size), gs.SubsampledCosineSketch(size)
         )
-        return gs.ngd.TrustRegion(sketch=sketch)
+        return gs.ngd.TrustRegion(sketch=sketch, **kwargs)
 
     optimizers = {
         **gs.ngd.default_optimizers(),
@@ -139,6 +144,10 @@ def main() -> None:
         "TrustRegion": gs.ngd.TrustRegion(),
         "TrustRegionSketched": sketched(2000),
         "TrustRegionSketched1000": sketched(1000),
+        "TrustRegionSketched800": sketched(800),
+        "TrustRegion-fixed": gs.ngd.TrustRegion(late_target_ratio=None),
+        "TrustRegionSketched1000-fixed": sketched(1000, late_target_ratio=None),
+        "TrustRegionSketched800-fixed": sketched(800, late_target_ratio=None),
     }
     if args.float32_steps:
         optimizers = {
@@ -159,7 +168,8 @@ def main() -> None:
                 f"{'on' if args.adaptive_weights else 'off'}"
             )
         print(
-            f"{'optimizer':23s} {'rel L2':>9s} {'steps':>6s} {'ms/step':>8s} {header}"
+            f"{'optimizer':30s} {'rel L2':>9s} {'steps':>6s} {'taken':>6s} "
+            f"{'ms/step':>8s} {header}"
         )
         for optimizer_name in args.optimizers:
             _, history = gs.ngd.train(
@@ -176,8 +186,8 @@ def main() -> None:
             summary = gs.ngd.summary(history)
             times = " ".join(f"{time_to(history, level):10.1f}" for level in LEVELS)
             print(
-                f"{optimizer_name:23s} {summary['relative_l2']:9.2e} "
-                f"{int(summary['steps']):6d} "
+                f"{optimizer_name:30s} {summary['relative_l2']:9.2e} "
+                f"{int(summary['steps']):6d} {sum(history.accepted):6d} "
                 f"{1e3 * summary['seconds_per_step']:8.1f} {times}",
                 flush=True,
             )

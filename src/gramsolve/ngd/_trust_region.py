@@ -15,11 +15,29 @@ from ._model import over_arrays_step
 
 
 class TrustRegionState(eqx.Module):
-    """The state of [`gramsolve.ngd.TrustRegion`][]: the current radius $\\Delta$ and
-    the number of steps taken."""
+    """The state of [`gramsolve.ngd.TrustRegion`][]: the current radius $\\Delta$, the
+    number of steps taken, the target ratio in force, and $\\log_{10}\\lambda$ of the
+    last `switch_window` steps (oldest first), which decide when it is raised."""
 
     radius: Float[Array, ""]
     count: Int[Array, ""]
+    target_ratio: Float[Array, ""]
+    log_dampings: Float[Array, " window"]
+
+
+def damping_trend(log_dampings: Float[Array, " window"]) -> tuple[Array, Array]:
+    """The least-squares slope of `log_dampings` against the step index, and their
+    correlation (0 where either is constant)."""
+    steps = jnp.arange(log_dampings.size, dtype=log_dampings.dtype)
+    steps = steps - jnp.mean(steps)
+    centred = log_dampings - jnp.mean(log_dampings)
+    covariance = jnp.sum(steps * centred)
+    slope = covariance / jnp.sum(steps**2)
+    spread = jnp.sqrt(jnp.sum(steps**2) * jnp.sum(centred**2))
+    correlation = jnp.where(
+        spread > 0, covariance / jnp.where(spread > 0, spread, 1), 0
+    )
+    return slope, correlation
 
 
 def secular_dampings(
@@ -105,6 +123,15 @@ class TrustRegion(AbstractOptimizer):
     Gauss–Newton step's length, which no radius beyond changes). If no radius
     qualifies, the step is rejected and the radius shrinks below the smallest tried.
 
+    **Raising the target** (DSGNAR's rule). A growing damping means the radii shrink
+    against the Gauss–Newton step: the model is trusted less and less. Once
+    `switch_after` steps are taken and $\log_{10}\lambda$ over the last
+    `switch_window` steps rises (least-squares slope above $10^{-4}$ per step,
+    correlation with the step index above 0.1), the target becomes
+    `late_target_ratio` for good, so that only steps the model predicts well are
+    taken; in DSGNAR's runs the error falls to round-off after this switch. The
+    Gauss–Newton step ($\lambda = 0$) counts as $\lambda = \epsilon s_1^2$.
+
     Cost: the SVD of $J$ (some $4mn\min(m,n)$ flops, several times a Cholesky of the
     smaller Gramian) and `num_radii` loss evaluations: an optimizer for networks up
     to some thousands of parameters, where the accuracy is the point.
@@ -134,7 +161,12 @@ class TrustRegion(AbstractOptimizer):
     - `num_radii`: how many radii each step tries (at least 2). Default 24.
     - `spread`: $c > 1$, the radii span $[\Delta/c, c\Delta]$. Default 3.
     - `target_ratio`: the least $\rho$ a step must reach (in $(0, 1)$). Default 0.075
-      (DSGNAR's; it raises it to 0.5 late in training).
+      (DSGNAR's).
+    - `late_target_ratio`: the target once training stalls (in $[$`target_ratio`,
+      $1)$), or `None` to keep `target_ratio` throughout. Default 0.5 (DSGNAR's).
+    - `switch_after`: steps before the target may be raised (positive). Default 80.
+    - `switch_window`: how many of the last steps' dampings judge the stall (at
+      least 3). Default 30.
     - `min_radius`, `max_radius`: the bounds of $\Delta$ (positive). Defaults 1e-14
       and 1e6.
     - `secular_iterations`: Newton iterations of the secular equation (positive).
@@ -148,7 +180,8 @@ class TrustRegion(AbstractOptimizer):
     `info` holds `"loss"`, `"step_size"` (1 for a step taken, 0 for a rejected one),
     `"damping"` (the $\lambda$ of the step taken, or of the smallest radius tried
     when none was), `"accepted"`, `"radius"` (the
-    radius of the step) and `"ratio"` ($\rho$ of the step).
+    radius of the step), `"ratio"` ($\rho$ of the step) and `"target_ratio"` (the
+    target it was judged by).
 
     !!! Example
 
@@ -165,6 +198,9 @@ class TrustRegion(AbstractOptimizer):
     num_radii: int = 24
     spread: float = 3.0
     target_ratio: float = 0.075
+    late_target_ratio: float | None = 0.5
+    switch_after: int = 80
+    switch_window: int = 30
     min_radius: float = 1e-14
     max_radius: float = 1e6
     secular_iterations: int = 50
@@ -188,6 +224,22 @@ class TrustRegion(AbstractOptimizer):
             raise ValueError(
                 f"TrustRegion: target_ratio must lie in (0, 1), got {self.target_ratio}"
             )
+        if self.late_target_ratio is not None and not (
+            self.target_ratio <= self.late_target_ratio < 1
+        ):
+            raise ValueError(
+                "TrustRegion: late_target_ratio must lie in [target_ratio, 1), got "
+                f"{self.late_target_ratio}"
+            )
+        if self.switch_after <= 0:
+            raise ValueError(
+                f"TrustRegion: switch_after must be positive, got {self.switch_after}"
+            )
+        if self.switch_window < 3:
+            raise ValueError(
+                f"TrustRegion: switch_window must be at least 3, got "
+                f"{self.switch_window}"
+            )
         if not 0 < self.min_radius <= self.max_radius:
             raise ValueError(
                 "TrustRegion: need 0 < min_radius <= max_radius, got "
@@ -208,7 +260,10 @@ class TrustRegion(AbstractOptimizer):
     def init(self, params: PyTree) -> TrustRegionState:
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
         return TrustRegionState(
-            jnp.asarray(self.initial_radius, dtype), jnp.zeros((), int)
+            jnp.asarray(self.initial_radius, dtype),
+            jnp.zeros((), int),
+            jnp.asarray(self.target_ratio, dtype),
+            jnp.zeros(self.switch_window, dtype),
         )
 
     @eqx.filter_jit
@@ -255,7 +310,7 @@ class TrustRegion(AbstractOptimizer):
         losses = jax.lax.map(loss_after, steps, batch_size=self.batch_size)
         losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
         ratios = jnp.where(predicted > 0, (loss - losses) / predicted, -jnp.inf)
-        good = (ratios >= self.target_ratio) & (losses < loss)
+        good = (ratios >= state.target_ratio.astype(dtype)) & (losses < loss)
         accepted = jnp.any(good)
         index = jnp.where(
             accepted, jnp.argmax(jnp.where(good, jnp.arange(self.num_radii), -1)), 0
@@ -281,8 +336,32 @@ class TrustRegion(AbstractOptimizer):
             "radius": radii[index],
             "ratio": ratios[index],
             "step_norm": jnp.where(accepted, step_norm, 0.0),
+            "target_ratio": state.target_ratio.astype(dtype),
         }
+        floor = jnp.maximum(jnp.finfo(dtype).eps * s[0] ** 2, jnp.finfo(dtype).tiny)
+        log_damping = jnp.log10(jnp.maximum(dampings[index], floor))
+        log_dampings = (
+            jnp.roll(state.log_dampings, -1)
+            .at[-1]
+            .set(log_damping.astype(state.log_dampings.dtype))
+        )
+        target_ratio = state.target_ratio
+        if self.late_target_ratio is not None:
+            slope, correlation = damping_trend(log_dampings)
+            stalled = (
+                (state.count + 1 >= max(self.switch_after, self.switch_window))
+                & (slope > 1e-4)
+                & (correlation > 0.1)
+            )
+            target_ratio = jnp.where(
+                stalled,
+                jnp.asarray(self.late_target_ratio, target_ratio.dtype),
+                target_ratio,
+            )
         new_state = TrustRegionState(
-            next_radius.astype(state.radius.dtype), state.count + 1
+            next_radius.astype(state.radius.dtype),
+            state.count + 1,
+            target_ratio,
+            log_dampings,
         )
         return new_params, new_state, info
