@@ -6,8 +6,9 @@ points, fixed); each natural-gradient optimizer at its library defaults and agai
 with `gs.ngd.LossScaledDamping()` (randngd's rule: lambda = max(10 eps lambda_max,
 (L/100)^2) at each step's point), and with that rule's loss term capped at
 1e-3 lambda_max; ENGD with the paper's grid beside its default Armijo backtracking,
-DNGD with Armijo beside its grid, with either damping (randngd steps so). Equal
-optimization wall time.
+DNGD with Armijo beside its grid, with either damping (randngd steps so);
+SketchyNGD with Armijo beside its grid. Also the large suite's 5D Poisson 10,065
+(`poisson5d_10065`). Equal optimization wall time.
 
 Printed: one row per run (relative L2, RMS, steps, ms/step), then per problem and
 optimizer the error with the loss-scaled damping over the error with the default.
@@ -48,6 +49,8 @@ def variants():
         "SPRING": gs.ngd.SPRING(),
         "SPRING-loss": gs.ngd.SPRING(damping=loss_scaled),
         "SPRING-loss-cap": gs.ngd.SPRING(damping=capped),
+        "SketchyNGD": gs.ngd.SketchyNGD(),
+        "SketchyNGD-Armijo": gs.ngd.SketchyNGD(line_search=armijo),
     }
 
 
@@ -61,10 +64,12 @@ def main() -> None:
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
     import gramsolve as gs
+    from gramsolve.bench._large import large_problem_suite
     from gramsolve.bench._training import problem_suite, run_training_suite
 
     suite = {
         **problem_suite(),
+        "poisson5d_10065": large_problem_suite()["poisson5d_10065"],
         "burgers": gs.problems.Burgers1D(
             num_interior=args.burgers_points,
             num_initial=args.burgers_points // 4,
@@ -91,7 +96,7 @@ def main() -> None:
     print("\nrelative L2 of each variant / of the optimizer at its defaults:")
     for problem in dict.fromkeys(r["problem"] for r in rows):
         ratios = []
-        for base in ("ENGD", "DNGD", "SPRING"):
+        for base in ("ENGD", "DNGD", "SPRING", "SketchyNGD"):
             for variant in (v for v in optimizers if v.startswith(f"{base}-")):
                 if (problem, base) in errors and (problem, variant) in errors:
                     ratio = errors[problem, variant] / errors[problem, base]
