@@ -86,6 +86,15 @@ def test_a_torn_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["run.eqx"]
 
 
+def test_a_checkpoint_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    path = tmp_path / "run.eqx"
+    gs.ngd.save_checkpoint(path, {"w": jnp.ones(3)}, {"step": 1})
+    assert path.stat().st_mode & 0o777 == 0o644
+    path.chmod(0o600)
+    gs.ngd.save_checkpoint(path, {"w": jnp.ones(3)}, {"step": 2})
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
 OPTIMIZERS = {
     # Levenberg–Marquardt damping: the damping in the state changes every step.
     "engd-lm": gs.ngd.ENGD(damping=gs.ngd.LevenbergMarquardtDamping()),

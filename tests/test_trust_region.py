@@ -11,7 +11,7 @@ from hypothesis import given, HealthCheck, settings
 from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
-from gramsolve.ngd._trust_region import damping_trend
+from gramsolve.ngd._trust_region import damping_climbs, damping_trend
 from helpers import fit_residuals, flat, flat_jacobian, init_mlp, poisson_residuals
 
 
@@ -113,7 +113,7 @@ def test_a_step_nothing_decreases_is_rejected_and_the_radius_shrinks():
         ({"min_radius": 2.0, "max_radius": 1.0}, "min_radius"),
         ({"secular_iterations": 0}, "secular_iterations"),
         ({"batch_size": 0}, "batch_size"),
-        ({"late_target_ratio": 0.05}, "late_target_ratio"),
+        ({"late_target_ratio": 0.0}, "late_target_ratio"),
         ({"late_target_ratio": 1.0}, "late_target_ratio"),
         ({"switch_after": 0}, "switch_after"),
         ({"switch_window": 2}, "switch_window"),
@@ -223,38 +223,76 @@ def test_damping_trend_is_the_least_squares_slope_and_correlation(log_dampings):
         assert float(correlation) == 0.0
 
 
-def _stalled_state(optimizer, params, log_dampings, count):
+@pytest.mark.parametrize(
+    "log_dampings, taken, expected",
+    [
+        (2e-4 * np.arange(5.0), 5, True),  # rising, perfectly correlated
+        (2e-4 * np.arange(5.0), 4, False),  # one step too early
+        (5e-5 * np.arange(5.0), 5, False),  # rising, but too slowly
+        (-2e-4 * np.arange(5.0), 5, False),  # falling
+        (np.zeros(5), 5, False),  # flat
+    ],
+)
+def test_the_damping_climbs_when_dsgnar_says_so(log_dampings, taken, expected):
+    climbs = damping_climbs(jnp.asarray(log_dampings), jnp.asarray(taken), 5)
+    assert bool(climbs) == expected
+
+
+def test_a_noisy_rise_is_not_a_climb():
+    # Slope 0.01 per step under noise with no trend of its own: correlation < 0.1.
+    steps = np.arange(30.0)
+    noise = np.random.default_rng(0).normal(size=30)
+    design = np.stack([np.ones(30), steps], axis=1)
+    noise -= design @ np.linalg.lstsq(design, noise, rcond=None)[0]
+    noisy = 0.01 * steps + 10 * noise / np.linalg.norm(noise)
+    slope, correlation = damping_trend(jnp.asarray(noisy))
+    np.testing.assert_allclose(float(slope), 0.01, rtol=1e-8)
+    assert float(correlation) < 0.1
+    assert not bool(damping_climbs(jnp.asarray(noisy), jnp.asarray(30), 5))
+    assert bool(damping_climbs(jnp.asarray(0.01 * steps), jnp.asarray(30), 5))
+
+
+def _state(optimizer, params, log_dampings, taken, raised=False):
     state = optimizer.init(params)
     return gs.ngd.TrustRegionState(
         state.radius,
-        jnp.asarray(count),
-        state.target_ratio,
+        jnp.asarray(taken, int),
+        jnp.asarray(taken, int),
+        jnp.asarray(raised, bool),
         jnp.asarray(log_dampings, state.log_dampings.dtype),
     )
 
 
+RISING = [-300.0, -250.0, -200.0, -150.0, -100.0]
+FALLING = [100.0, 90.0, 80.0, 70.0, 60.0]
+
+
 @pytest.mark.parametrize(
-    "history, count, late, switches",
+    "history, taken, raised, late, expected",
     [
         # log10 λ climbing by 50 a step: whatever λ this step appends, it rises.
-        ([-300.0, -250.0, -200.0, -150.0, -100.0], 10, 0.5, True),
-        ([-300.0, -250.0, -200.0, -150.0, -100.0], 2, 0.5, False),  # too early
-        ([-300.0, -250.0, -200.0, -150.0, -100.0], 10, None, False),  # never
-        ([100.0, 90.0, 80.0, 70.0, 60.0], 10, 0.5, False),  # falling
+        (RISING, 10, False, 0.5, True),
+        (RISING, 2, False, 0.5, False),  # too early
+        (RISING, 10, False, None, False),  # never
+        (FALLING, 10, False, 0.5, False),
+        (FALLING, 10, True, 0.5, True),  # once raised, for good
     ],
 )
-def test_the_target_rises_once_the_damping_climbs(history, count, late, switches):
+def test_the_target_rises_once_the_damping_climbs(
+    history, taken, raised, late, expected
+):
     residuals = poisson_residuals(30, 12)
     params = init_mlp(jax.random.PRNGKey(0), [2, 6, 1])
     optimizer = gs.ngd.TrustRegion(
         late_target_ratio=late, switch_after=5, switch_window=5
     )
-    state = _stalled_state(optimizer, params, history, count)
+    state = _state(optimizer, params, history, taken, raised)
     _, new_state, info = optimizer.step(residuals, params, state)
+    assert bool(info["accepted"])
     # The step itself was judged by the target in force before it.
-    assert float(info["target_ratio"]) == optimizer.target_ratio
-    expected = late if switches else optimizer.target_ratio
-    assert float(new_state.target_ratio) == expected
+    assert float(info["target_ratio"]) == (0.5 if raised else optimizer.target_ratio)
+    assert bool(new_state.raised) == expected
+    assert int(new_state.taken) == taken + 1
     floor = (
         np.finfo(np.float64).eps
         * np.linalg.norm(np.asarray(flat_jacobian(residuals, params)), 2) ** 2
@@ -267,19 +305,36 @@ def test_the_target_rises_once_the_damping_climbs(history, count, late, switches
     np.testing.assert_array_equal(new_state.log_dampings[:-1], history[1:])
 
 
+def test_a_rejected_step_leaves_the_damping_history_alone():
+    # r(x) = x² + 1 at x = 0: no step predicts a decrease, every one is rejected.
+    residuals = gs.FunctionResidual(lambda p: p["x"] ** 2 + 1.0)
+    params = {"x": jnp.zeros(1)}
+    optimizer = gs.ngd.TrustRegion(switch_after=5, switch_window=5)
+    state = _state(optimizer, params, RISING, 10)
+    _, new_state, info = optimizer.step(residuals, params, state)
+    assert not bool(info["accepted"])
+    assert int(new_state.count) == 11 and int(new_state.taken) == 10
+    np.testing.assert_array_equal(new_state.log_dampings, RISING)
+    assert not bool(new_state.raised)
+
+
 def test_a_raised_target_takes_only_steps_the_model_predicts_that_well():
     residuals = poisson_residuals(30, 12)
     params = init_mlp(jax.random.PRNGKey(0), [2, 6, 1])
-    optimizer = gs.ngd.TrustRegion(initial_radius=10.0)
+    optimizer = gs.ngd.TrustRegion(initial_radius=10.0, late_target_ratio=0.6)
     fresh = optimizer.init(params)
     _, _, loose = optimizer.step(residuals, params, fresh)
-    strict = gs.ngd.TrustRegionState(
-        fresh.radius, fresh.count, jnp.asarray(0.6), fresh.log_dampings
-    )
-    _, _, info = optimizer.step(residuals, params, strict)
+    raised = _state(optimizer, params, fresh.log_dampings, 0, raised=True)
+    _, _, info = optimizer.step(residuals, params, raised)
     assert float(info["target_ratio"]) == 0.6
     # From radius 10 the loose target takes a step the model predicts poorly (a
-    # ratio of 0.35 when this was written); the strict one a shorter, better one.
+    # ratio of 0.35 when this was written); the raised one a shorter, better one.
     assert float(loose["ratio"]) < 0.6
     assert bool(info["accepted"]) and float(info["ratio"]) >= 0.6
     assert float(info["radius"]) < float(loose["radius"])
+    # A late target below the early one leaves the early one in force.
+    higher = gs.ngd.TrustRegion(initial_radius=10.0, target_ratio=0.6)
+    _, _, info = higher.step(
+        residuals, params, _state(higher, params, [0.0] * 30, 0, True)
+    )
+    assert float(info["target_ratio"]) == 0.6

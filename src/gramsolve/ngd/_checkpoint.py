@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import stat
 import tempfile
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -74,19 +75,25 @@ def save_checkpoint(
 
 
 def write_atomically(
-    path: str | os.PathLike, write: Callable[[BinaryIO], None]
+    path: str | os.PathLike, write: Callable[[BinaryIO], object]
 ) -> None:
     """Calls `write` on a binary file that replaces `path` only once it is complete.
 
     The file gets a name of its own in `path`'s folder, so two writers of one path
     never share a half-written file and a kill leaves the old `path` whole; it is
-    removed if `write` fails.
+    removed if `write` fails. It keeps the mode of the file it replaces (a new one
+    gets 0644).
     """
     path = pathlib.Path(path)
     descriptor, partial = tempfile.mkstemp(
         dir=path.parent, prefix=path.name + ".", suffix=".partial"
     )
     try:
+        # mkstemp's 0600 would make the file private: keep the mode of the file
+        # replaced, else the usual 0644 (reading the umask would mean changing it,
+        # for the whole process).
+        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+        os.fchmod(descriptor, mode)
         with os.fdopen(descriptor, "wb") as file:
             write(file)
             file.flush()

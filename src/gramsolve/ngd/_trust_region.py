@@ -4,7 +4,7 @@ thin SVD of the Jacobian or of its two-sided sketch (DSGNAR's step control)."""
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from .._jacobian import JacobianOperator
 from .._misc import ravel, unravel
@@ -16,12 +16,14 @@ from ._model import over_arrays_step
 
 class TrustRegionState(eqx.Module):
     """The state of [`gramsolve.ngd.TrustRegion`][]: the current radius $\\Delta$, the
-    number of steps taken, the target ratio in force, and $\\log_{10}\\lambda$ of the
-    last `switch_window` steps (oldest first), which decide when it is raised."""
+    number of steps tried and taken, whether the target ratio has been raised, and
+    $\\log_{10}\\lambda$ of the last `switch_window` steps taken (oldest first),
+    which decide when it is."""
 
     radius: Float[Array, ""]
     count: Int[Array, ""]
-    target_ratio: Float[Array, ""]
+    taken: Int[Array, ""]
+    raised: Bool[Array, ""]
     log_dampings: Float[Array, " window"]
 
 
@@ -38,6 +40,17 @@ def damping_trend(log_dampings: Float[Array, " window"]) -> tuple[Array, Array]:
         spread > 0, covariance / jnp.where(spread > 0, spread, 1), 0
     )
     return slope, correlation
+
+
+def damping_climbs(
+    log_dampings: Float[Array, " window"], taken: Int[Array, ""], switch_after: int
+) -> Bool[Array, ""]:
+    """DSGNAR's stall test: at least `switch_after` steps taken (and a full window),
+    and $\\log_{10}\\lambda$ over the window rising, slope above $10^{-4}$ per step
+    and correlation with the step index above 0.1."""
+    slope, correlation = damping_trend(log_dampings)
+    enough = taken >= max(switch_after, log_dampings.size)
+    return enough & (slope > 1e-4) & (correlation > 0.1)
 
 
 def secular_dampings(
@@ -125,12 +138,15 @@ class TrustRegion(AbstractOptimizer):
 
     **Raising the target** (DSGNAR's rule). A growing damping means the radii shrink
     against the Gauss–Newton step: the model is trusted less and less. Once
-    `switch_after` steps are taken and $\log_{10}\lambda$ over the last
-    `switch_window` steps rises (least-squares slope above $10^{-4}$ per step,
-    correlation with the step index above 0.1), the target becomes
-    `late_target_ratio` for good, so that only steps the model predicts well are
+    `max(switch_after, switch_window)` steps are taken (rejected steps do not count,
+    nor enter the history) and $\log_{10}\lambda$ over the last `switch_window` steps
+    taken rises (least-squares slope above $10^{-4}$ per step, correlation with the
+    step index above 0.1), the target becomes `late_target_ratio` (or `target_ratio`
+    if that is higher) for good, so that only steps the model predicts well are
     taken; in DSGNAR's runs the error falls to round-off after this switch. The
-    Gauss–Newton step ($\lambda = 0$) counts as $\lambda = \epsilon s_1^2$.
+    thresholds are DSGNAR's and small: a window that is flat but for a last rise of
+    0.02 decades passes. Dampings below $\epsilon s_1^2$ (the Gauss–Newton step's
+    $\lambda = 0$ among them) count as $\epsilon s_1^2$.
 
     Cost: the SVD of $J$ (some $4mn\min(m,n)$ flops, several times a Cholesky of the
     smaller Gramian) and `num_radii` loss evaluations: an optimizer for networks up
@@ -162,9 +178,11 @@ class TrustRegion(AbstractOptimizer):
     - `spread`: $c > 1$, the radii span $[\Delta/c, c\Delta]$. Default 3.
     - `target_ratio`: the least $\rho$ a step must reach (in $(0, 1)$). Default 0.075
       (DSGNAR's).
-    - `late_target_ratio`: the target once training stalls (in $[$`target_ratio`,
-      $1)$), or `None` to keep `target_ratio` throughout. Default 0.5 (DSGNAR's).
-    - `switch_after`: steps before the target may be raised (positive). Default 80.
+    - `late_target_ratio`: the target once training stalls (in $(0, 1)$; the higher
+      of it and `target_ratio` applies), or `None` to keep `target_ratio`
+      throughout. Default 0.5 (DSGNAR's).
+    - `switch_after`: steps taken before the target may be raised (positive; at
+      least `switch_window` are). Default 80.
     - `switch_window`: how many of the last steps' dampings judge the stall (at
       least 3). Default 30.
     - `min_radius`, `max_radius`: the bounds of $\Delta$ (positive). Defaults 1e-14
@@ -224,11 +242,9 @@ class TrustRegion(AbstractOptimizer):
             raise ValueError(
                 f"TrustRegion: target_ratio must lie in (0, 1), got {self.target_ratio}"
             )
-        if self.late_target_ratio is not None and not (
-            self.target_ratio <= self.late_target_ratio < 1
-        ):
+        if self.late_target_ratio is not None and not 0 < self.late_target_ratio < 1:
             raise ValueError(
-                "TrustRegion: late_target_ratio must lie in [target_ratio, 1), got "
+                "TrustRegion: late_target_ratio must lie in (0, 1) or be None, got "
                 f"{self.late_target_ratio}"
             )
         if self.switch_after <= 0:
@@ -262,7 +278,8 @@ class TrustRegion(AbstractOptimizer):
         return TrustRegionState(
             jnp.asarray(self.initial_radius, dtype),
             jnp.zeros((), int),
-            jnp.asarray(self.target_ratio, dtype),
+            jnp.zeros((), int),
+            jnp.zeros((), bool),
             jnp.zeros(self.switch_window, dtype),
         )
 
@@ -310,7 +327,17 @@ class TrustRegion(AbstractOptimizer):
         losses = jax.lax.map(loss_after, steps, batch_size=self.batch_size)
         losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
         ratios = jnp.where(predicted > 0, (loss - losses) / predicted, -jnp.inf)
-        good = (ratios >= state.target_ratio.astype(dtype)) & (losses < loss)
+        late = (
+            self.target_ratio
+            if self.late_target_ratio is None
+            else max(self.target_ratio, self.late_target_ratio)
+        )
+        target_ratio = jnp.where(
+            state.raised,
+            jnp.asarray(late, dtype),
+            jnp.asarray(self.target_ratio, dtype),
+        )
+        good = (ratios >= target_ratio) & (losses < loss)
         accepted = jnp.any(good)
         index = jnp.where(
             accepted, jnp.argmax(jnp.where(good, jnp.arange(self.num_radii), -1)), 0
@@ -336,32 +363,27 @@ class TrustRegion(AbstractOptimizer):
             "radius": radii[index],
             "ratio": ratios[index],
             "step_norm": jnp.where(accepted, step_norm, 0.0),
-            "target_ratio": state.target_ratio.astype(dtype),
+            "target_ratio": target_ratio,
         }
         floor = jnp.maximum(jnp.finfo(dtype).eps * s[0] ** 2, jnp.finfo(dtype).tiny)
         log_damping = jnp.log10(jnp.maximum(dampings[index], floor))
-        log_dampings = (
+        shifted = (
             jnp.roll(state.log_dampings, -1)
             .at[-1]
             .set(log_damping.astype(state.log_dampings.dtype))
         )
-        target_ratio = state.target_ratio
+        log_dampings = jnp.where(accepted, shifted, state.log_dampings)
+        taken = state.taken + accepted.astype(state.taken.dtype)
+        raised = state.raised
         if self.late_target_ratio is not None:
-            slope, correlation = damping_trend(log_dampings)
-            stalled = (
-                (state.count + 1 >= max(self.switch_after, self.switch_window))
-                & (slope > 1e-4)
-                & (correlation > 0.1)
-            )
-            target_ratio = jnp.where(
-                stalled,
-                jnp.asarray(self.late_target_ratio, target_ratio.dtype),
-                target_ratio,
-            )
+            # Judged when a step adds to the history: a rejected one adds nothing.
+            climbs = damping_climbs(log_dampings, taken, self.switch_after)
+            raised = raised | (accepted & climbs)
         new_state = TrustRegionState(
             next_radius.astype(state.radius.dtype),
             state.count + 1,
-            target_ratio,
+            taken,
+            raised,
             log_dampings,
         )
         return new_params, new_state, info
