@@ -16,6 +16,7 @@ from .._cost import (
     current_machine as current_machine,
     sketch_batch_size as sketch_batch_size,
 )
+from ..ngd._checkpoint import write_atomically
 from ._reference import hand_written_direction as hand_written_direction
 from ._scale import (
     build_pinn as build_pinn,
@@ -152,8 +153,11 @@ def main(argv: list[str]) -> None:
             "settings": settings[suite],
             "wall_seconds": time.perf_counter() - started,
         }
-        path.write_text(json.dumps(results, indent=1))
-        (args.out / "results.md").write_text(report(results))
+        # Atomically: a kill while writing must not lose what earlier suites measured.
+        text = json.dumps(results, indent=1).encode()
+        write_atomically(path, lambda file: file.write(text))
+        markdown = report(results).encode()
+        write_atomically(args.out / "results.md", lambda file: file.write(markdown))
 
     def kept(suite: str) -> bool:
         if suite in results:
