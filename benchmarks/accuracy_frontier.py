@@ -62,6 +62,29 @@ def time_to(history, level: float) -> float:
     return math.nan
 
 
+def trust_region_variants():
+    """`gs.ngd.TrustRegion` unsketched and with DSGNAR's two-sided sketch (a count
+    sketch of rows, a subsampled cosine transform of columns, fresh each step) of
+    2,000, 1,000 and 800 on each side; "-fixed" keeps the target ratio at 0.075."""
+    import gramsolve as gs
+
+    def sketched(size: int, **kwargs) -> gs.ngd.TrustRegion:
+        sketch = gs.TwoSidedSketch(
+            gs.CountSketch(size), gs.SubsampledCosineSketch(size)
+        )
+        return gs.ngd.TrustRegion(sketch=sketch, **kwargs)
+
+    return {
+        "TrustRegion": gs.ngd.TrustRegion(),
+        "TrustRegionSketched": sketched(2000),
+        "TrustRegionSketched1000": sketched(1000),
+        "TrustRegionSketched800": sketched(800),
+        "TrustRegion-fixed": gs.ngd.TrustRegion(late_target_ratio=None),
+        "TrustRegionSketched1000-fixed": sketched(1000, late_target_ratio=None),
+        "TrustRegionSketched800-fixed": sketched(800, late_target_ratio=None),
+    }
+
+
 def prepared(problem):
     """`problem`'s default network (seeded by the problem, as the bench does), its
     residual map, a jitted error function, the sizes n and m, and the bench's
@@ -132,22 +155,10 @@ def main() -> None:
         ),
     }
 
-    def sketched(size: int, **kwargs) -> gs.ngd.TrustRegion:
-        sketch = gs.TwoSidedSketch(
-            gs.CountSketch(size), gs.SubsampledCosineSketch(size)
-        )
-        return gs.ngd.TrustRegion(sketch=sketch, **kwargs)
-
     optimizers = {
         **gs.ngd.default_optimizers(),
         **damping_variants(),
-        "TrustRegion": gs.ngd.TrustRegion(),
-        "TrustRegionSketched": sketched(2000),
-        "TrustRegionSketched1000": sketched(1000),
-        "TrustRegionSketched800": sketched(800),
-        "TrustRegion-fixed": gs.ngd.TrustRegion(late_target_ratio=None),
-        "TrustRegionSketched1000-fixed": sketched(1000, late_target_ratio=None),
-        "TrustRegionSketched800-fixed": sketched(800, late_target_ratio=None),
+        **trust_region_variants(),
     }
     if args.float32_steps:
         optimizers = {

@@ -6,6 +6,11 @@ ENGD step (at the initial parameters, and at a checkpoint's with `--checkpoint`)
 each compiled once per path and timed `--repeat` times, the two paths alternating.
 
     python benchmarks/host_blas.py [--repeat 5] [--checkpoint PATH]
+
+With `--sweep`, instead: the lower triangle of JJᵀ by each path for random Jacobians
+of the large suite's shapes (the host path copies J into its callback, which costs
+about as much as the product itself where J is wide and short), from which
+`HOST_GRAM_MIN_SIZE` in `gramsolve/_regimes/_host_lapack.py` is set.
 """
 
 import argparse
@@ -18,8 +23,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--sweep", action="store_true")
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
+    if args.sweep:
+        sweep(args.repeat)
+        return
     import equinox as eqx
     import jax.numpy as jnp
 
@@ -87,6 +96,51 @@ def main() -> None:
             f"{phase:44s} {xla:12.3f} s {host:12.3f} s {host / xla:6.2f}×  "
             f"(rounds: {', '.join(f'{t:.3f}' for t in rows['XLA'][phase])} | "
             f"{', '.join(f'{t:.3f}' for t in rows['host BLAS'][phase])})"
+        )
+
+
+# (m, n): 100D Poisson (150 points, both suites), 10D and heat 4+1D under --quick
+# (600 points), sizes between, and 5D Poisson's 3,500 × 10,065.
+SWEEP_SHAPES = (
+    (150, 1_325_057),
+    (300, 400_000),
+    (600, 118_145),
+    (1000, 118_145),
+    (1500, 60_000),
+    (2000, 30_000),
+    (3500, 10_065),
+)
+
+
+def sweep(repeat: int) -> None:
+    import jax.numpy as jnp
+    import numpy as np
+
+    from gramsolve._regimes import _host_lapack
+    from gramsolve._regimes._dense import lower_gram
+
+    print(
+        f"lower triangle of JJᵀ, float64, {jax.devices()[0].device_kind}, medians of "
+        f"{repeat}, paths alternating, each compiled before it is timed\n"
+    )
+    print(
+        f"{'m':>6s} {'n':>10s} {'J (GB)':>7s} {'XLA':>10s} {'host BLAS':>11s} {'ratio':>7s}"
+    )
+    rng = np.random.default_rng(0)
+    for m, n in SWEEP_SHAPES:
+        matrix = jnp.asarray(rng.standard_normal((m, n)))
+        times = {}
+        for path, enabled in (("XLA", False), ("host BLAS", True)):
+            _host_lapack.ENABLED = enabled
+            jax.clear_caches()
+            gram_fn = jax.jit(lambda a: lower_gram(a, "residual"))
+            times[path] = median_seconds(gram_fn, matrix, repeat=repeat)
+        _host_lapack.ENABLED = True
+        del matrix
+        print(
+            f"{m:6d} {n:10d} {8 * m * n / 1e9:7.2f} {times['XLA']:8.3f} s "
+            f"{times['host BLAS']:9.3f} s {times['host BLAS'] / times['XLA']:6.2f}×",
+            flush=True,
         )
 
 

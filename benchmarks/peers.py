@@ -30,7 +30,9 @@ Methods, each in its library defaults:
 - gramsolve: `gs.ngd.default_optimizers()`'s natural-gradient ones (ENGD, DNGD, SPRING,
   SketchyNGD), trained by `gs.ngd.train(..., seconds=...)` as the bench does; with
   `--gramsolve ... ENGD-loss DNGD-loss SPRING-loss ENGD-loss-Armijo` also the variants
-  of `benchmarks/damping.py` (randngd's damping rule, `gs.ngd.LossScaledDamping`);
+  of `benchmarks/damping.py` (randngd's damping rule, `gs.ngd.LossScaledDamping`)
+  and the `gs.ngd.TrustRegion` ones of `benchmarks/accuracy_frontier.py`
+  (`TrustRegionSketched800`: DSGNAR's step control and two-sided sketch);
 - randngd: `randngd.ngd_solver` (Armijo backtracking, factor 0.5, slope 0.1) around
   `NGDFull` (dense Cholesky), `NGDMatrixFree` (CG, 520 iterations), `NystromNGD`
   (`kind="gaussian"` and `"sampling"`: Nyström-preconditioned CG, 20 iterations,
@@ -103,6 +105,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from accuracy_frontier import trust_region_variants
 from damping import variants as damping_variants
 from jax.flatten_util import ravel_pytree
 
@@ -511,7 +514,11 @@ def main() -> None:
     )
 
     rows = []
-    optimizers = {**gs.ngd.default_optimizers(), **damping_variants()}
+    optimizers = {
+        **gs.ngd.default_optimizers(),
+        **damping_variants(),
+        **trust_region_variants(),
+    }
     for name in args.gramsolve:
         row = train_gramsolve(
             optimizers[name],

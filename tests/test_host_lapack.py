@@ -12,7 +12,12 @@ from hypothesis import given, HealthCheck, settings
 
 import gramsolve as gs
 from gramsolve._regimes._dense import _blocked_lower_gram, GRAM_BLOCK, lower_gram
-from gramsolve._regimes._host_lapack import _xla_cholesky, lower_cholesky
+from gramsolve._regimes._host_lapack import (
+    _xla_cholesky,
+    HOST_GRAM_MIN_SIZE,
+    lower_cholesky,
+    lower_product,
+)
 
 
 SETTINGS = dict(
@@ -37,20 +42,26 @@ def _product(a: np.ndarray, axis: int) -> np.ndarray:
     axis=st.sampled_from([0, 1]),
     dtype=st.sampled_from([jnp.float64, jnp.float32]),
     seed=st.integers(0, 2**16),
+    host=st.booleans(),
 )
-def test_lower_gram_is_the_lower_triangle_with_zeros_above(shape, axis, dtype, seed):
+def test_lower_gram_has_the_products_lower_triangle(shape, axis, dtype, seed, host):
     a = np.random.default_rng(seed).standard_normal(shape)
     space = "residual" if axis == 0 else "parameter"
-    gram = np.asarray(
-        jax.jit(lower_gram, static_argnums=1)(jnp.asarray(a, dtype), space)
-    )
+    if host:  # the host's syrk at any size (it takes 800 rows and more by default)
+        gram = jax.jit(
+            lambda b: lower_product(b, axis, _blocked_lower_gram, min_size=0)
+        )(jnp.asarray(a, dtype))
+    else:
+        gram = jax.jit(lower_gram, static_argnums=1)(jnp.asarray(a, dtype), space)
+    gram = np.asarray(gram)
     assert gram.dtype == dtype
     expected = _product(a, axis)
     scale = np.abs(expected).max()
     np.testing.assert_allclose(
         np.tril(gram), np.tril(expected), atol=TOLERANCE[dtype] * scale, rtol=0
     )
-    assert np.all(np.triu(gram, 1) == 0)
+    if host:
+        assert np.all(np.triu(gram, 1) == 0)
 
 
 @pytest.mark.parametrize("axis", [0, 1])
@@ -78,6 +89,18 @@ def test_lower_gram_agrees_with_xlas_blocked_product_and_its_derivative(axis):
         jnp.sum(cotangent * derivative),
         rtol=1e-10,
     )
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_the_host_forms_gram_matrices_of_host_gram_min_size_rows_and_more(axis):
+    def calls_the_host(size):
+        shape = (size, 3) if axis == 0 else (3, size)
+        space = "residual" if axis == 0 else "parameter"
+        jaxpr = jax.make_jaxpr(lambda a: lower_gram(a, space))(jnp.ones(shape))
+        return "pure_callback" in str(jaxpr)
+
+    assert not calls_the_host(HOST_GRAM_MIN_SIZE - 1)
+    assert calls_the_host(HOST_GRAM_MIN_SIZE) == (jax.device_count() == 1)
 
 
 @settings(**SETTINGS)

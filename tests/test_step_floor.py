@@ -12,7 +12,7 @@ from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
 from gramsolve._regimes._dense import column_groups, GRAM_BLOCK, lower_gram
-from gramsolve.bench._breakdown import PHASES, step_breakdown
+from gramsolve.bench._breakdown import PHASES, step_breakdown, uncompiled_seconds
 from gramsolve.bench._large import breakdown_table, REFERENCE
 from gramsolve.bench._reference import HandWrittenENGDW
 from gramsolve.bench._training import run_training_suite
@@ -279,6 +279,54 @@ def test_breakdown_phases_add_up_to_the_step():
         )
     adam = step_breakdown(gs.ngd.Adam(), residuals, params, repeat=1)
     assert adam["jacobian"] == adam["line_search"] == 0 and adam["rest"] == adam["step"]
+
+
+def test_breakdown_compiles_the_phases_shared_by_optimizers_once():
+    residuals, params = _problem(hidden=(8, 8))
+    other = jax.tree_util.tree_map(lambda p: 1.1 * p, params)
+    cache = {}
+    step_breakdown(HandWrittenENGDW(), residuals, params, repeat=1, cache=cache)
+    shared = {"gradient", "jacobian", "direction"}
+    assert shared <= set(cache)
+    before = {key: cache[key] for key in shared}
+    for optimizer in (gs.ngd.ENGD(solver=gs.Dense("residual")), gs.ngd.SPRING()):
+        phases = step_breakdown(optimizer, residuals, other, repeat=1, cache=cache)
+        assert all(phases[p] >= 0 for p in PHASES) and phases["gradient"] > 0
+    assert all(cache[key] is before[key] for key in shared)
+    assert ("lower_gram", "residual") in cache and "jittered_cholesky" in cache
+    # A kept executable computes at the parameters it is given, not those it was
+    # compiled at.
+    np.testing.assert_allclose(
+        cache["jacobian"](other), residuals.jacobian(other), rtol=1e-12, atol=1e-14
+    )
+    value, gradient = cache["gradient"](other)
+    expected_value, expected_gradient = jax.value_and_grad(residuals.loss)(other)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-12)
+    np.testing.assert_allclose(flat(gradient), flat(expected_gradient), rtol=1e-10)
+
+
+def test_uncompiled_seconds_leaves_out_the_runs_that_compile():
+    calls = []
+
+    @jax.jit
+    def double(x):
+        return 2 * x
+
+    def counted(x):
+        calls.append(x.shape)
+        return double(x)
+
+    assert uncompiled_seconds(counted, jnp.ones(3), repeat=2) >= 0
+    assert len(calls) == 3  # the first run compiled and was run again
+    calls.clear()
+    uncompiled_seconds(counted, jnp.ones(3), repeat=2)
+    assert len(calls) == 2  # compiled already: every run counts
+
+    def recompiles(x):
+        return jax.jit(lambda y: 2 * y)(x)  # a new function, compiled every call
+
+    with pytest.raises(RuntimeError, match="recompiles on every call"):
+        uncompiled_seconds(recompiles, jnp.ones(3), repeat=2)
 
 
 def test_large_suite_rows_hold_the_breakdown(tmp_path, monkeypatch):

@@ -36,11 +36,12 @@ GRAM_BLOCK = 512
 
 
 def lower_gram(matrix: Float[Array, "m n"], space: Space) -> Float[Array, "k k"]:
-    """The lower triangle of $AA^\\top$ (`space="residual"`) or $A^\\top A$
-    (`"parameter"`), zeros above it (the Cholesky factorisation reads the lower
-    triangle alone): a symmetric rank-k update by the host's BLAS on a single CPU
-    device, elsewhere XLA's products of the blocks on and below the diagonal, about
-    half the flops of the full product."""
+    """A matrix whose lower triangle is that of $AA^\\top$ (`space="residual"`) or
+    $A^\\top A$ (`"parameter"`), for the Cholesky factorisation, which reads the lower
+    triangle alone (above it: zeros or part of the product, depending on the path):
+    a symmetric rank-k update by the host's BLAS on a single CPU device (from
+    `HOST_GRAM_MIN_SIZE` rows), elsewhere XLA's products of the blocks on and below
+    the diagonal, about half the flops of the full product."""
     axis = 0 if space == "residual" else 1
     return lower_product(matrix, axis, _blocked_lower_gram)
 
@@ -145,8 +146,10 @@ class Dense(AbstractSpaceRegime):
     reads nothing else): half the flops of the full product. On a single CPU device
     the Gram matrix is a symmetric rank-k update (`?syrk`) and the factor LAPACK's
     `?potrf`, by scipy's BLAS on every core (0.78× and 0.77× XLA's time at
-    3,500 × 10,065 on 2 cores); elsewhere XLA multiplies the blocks on and below the
-    diagonal and factors with its own Cholesky.
+    3,500 × 10,065 on 2 cores); elsewhere, and for Gram matrices of fewer than 800
+    rows (where copying $J$ to the host costs more than the product saves: 1.65×
+    XLA's time at 150 × 1,325,057), XLA multiplies the blocks on and below the
+    diagonal (below 1,024 rows, the whole product) and factors with its own Cholesky.
 
     **Memory.** When the whole Jacobian ($2mn$ numbers while its rows are formed) and
     the Gram matrix would exceed `memory_budget` but $JJ^\top$ fits, the residual-space

@@ -34,6 +34,13 @@ _POTRF = {
 # path in the same run.
 ENABLED = True
 
+# Below this size of the Gram matrix (m for JJᵀ, n for JᵀJ) XLA's product is the
+# faster: the callback copies J, which costs about as much as the product where J is
+# short and wide. Host / XLA time on 2 cores (`benchmarks/host_blas.py --sweep`):
+# 1.65× at 150 × 1,325,057 (100D Poisson), 1.16× at 600 × 118,145, 0.68× at
+# 1,000 × 118,145, 0.90× at 3,500 × 10,065.
+HOST_GRAM_MIN_SIZE = 800
+
 
 def _use_host(matrix: Array) -> bool:
     # Sharded arrays stay with XLA: a host callback would gather them to one device.
@@ -88,13 +95,18 @@ def _lower_product_jvp(axis, xla, primals, tangents):
 
 
 def lower_product(
-    matrix: Float[Array, "m n"], axis: int, xla: Callable[[Array, int], Array]
+    matrix: Float[Array, "m n"],
+    axis: int,
+    xla: Callable[[Array, int], Array],
+    min_size: int = HOST_GRAM_MIN_SIZE,
 ) -> Float[Array, "k k"]:
-    """The lower triangle of $AA^\\top$ (`axis=0`) or $A^\\top A$ (`axis=1`), zeros
-    above it: by the host's symmetric rank-k update (`?syrk`) when the computation
-    runs on a single CPU device, by `xla(matrix, axis)` elsewhere (several devices,
-    a GPU, another dtype)."""
-    if not _use_host(matrix):
+    """A matrix whose lower triangle is that of $AA^\\top$ (`axis=0`) or $A^\\top A$
+    (`axis=1`); read nothing above it (zeros from the host, whatever `xla` forms
+    otherwise). By the host's symmetric rank-k update (`?syrk`) when the computation
+    runs on a single CPU device and the product has at least `min_size` rows, by
+    `xla(matrix, axis)` elsewhere (several devices, a GPU, another dtype, a smaller
+    product)."""
+    if not _use_host(matrix) or matrix.shape[axis] < min_size:
         return xla(matrix, axis)
     return _lower_product(matrix, axis, xla)
 

@@ -1,9 +1,9 @@
 """Where an optimizer's step spends its time: each phase compiled on its own and
-timed on the same problem, the whole step timed alike, the rest by difference; in
+timed on the same problem, the whole step as training runs it, the rest by difference; in
 seconds and in gradients (one jitted `value_and_grad` of the same loss)."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import equinox as eqx
@@ -25,12 +25,35 @@ from ._reference import hand_written_direction, HandWrittenENGDW
 PHASES = ("jacobian", "gram_or_sketch", "factor_or_krylov", "line_search", "rest")
 
 
-def compiled_seconds(fn: Callable[..., Any], *args: Any, repeat: int = 3) -> float:
-    """Median wall time of `jax.jit(fn)(*args)` over `repeat` runs, compiled first
-    without running (a step of a large network costs many seconds)."""
+def _compiled(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    cache: dict[Hashable, Any] | None,
+    key: Hashable | None,
+):
+    if cache is not None and key is not None and key in cache:
+        return cache[key]
     # A closure, so that arrays the function holds (points) become constants and a
     # bound method of a module (not hashable) can be compiled.
     compiled = jax.jit(lambda *args: fn(*args)).lower(*args).compile()
+    if cache is not None and key is not None:
+        cache[key] = compiled
+    return compiled
+
+
+def compiled_seconds(
+    fn: Callable[..., Any],
+    *args: Any,
+    repeat: int = 3,
+    cache: dict[Hashable, Any] | None = None,
+    key: Hashable | None = None,
+) -> float:
+    """Median wall time of `jax.jit(fn)(*args)` over `repeat` runs, compiled first
+    without running (a step of a large network costs many seconds). With `cache` and
+    `key`, the executable compiled for `key` is taken from `cache` (and put there):
+    the caller vouches that `key` names the same function on arguments of the same
+    shapes."""
+    compiled = _compiled(fn, args, cache, key)
     # Arguments still being computed (dispatched asynchronously, such as a Gram
     # matrix) would otherwise be timed as part of the first run.
     jax.block_until_ready(args)
@@ -42,6 +65,42 @@ def compiled_seconds(fn: Callable[..., Any], *args: Any, repeat: int = 3) -> flo
     return float(sorted(times)[len(times) // 2])
 
 
+def uncompiled_seconds(fn: Callable[..., Any], *args: Any, repeat: int = 3) -> float:
+    """Median wall time of `fn(*args)` over `repeat` runs in which nothing was traced
+    or compiled: a run that compiled (the first, unless `fn` was compiled for these
+    argument shapes before) is run again. For a function already compiled, such as an
+    optimizer's jitted step after training, this times it without a second
+    compilation, which costs many seconds on the large networks."""
+    compilations = 0
+
+    def count(event: str, duration: float, **kwargs: Any) -> None:
+        nonlocal compilations
+        # Tracing, lowering and compiling all record "compile" durations.
+        if "compile" in event:
+            compilations += 1
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        times = []
+        for _ in range(repeat + 2):
+            before = compilations
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            elapsed = time.perf_counter() - start
+            if compilations == before:
+                times.append(elapsed)
+                if len(times) == repeat:
+                    break
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    if len(times) < repeat:
+        raise RuntimeError(
+            f"uncompiled_seconds: {fn} compiled on {repeat + 2 - len(times)} of "
+            f"{repeat + 2} runs; it recompiles on every call"
+        )
+    return float(sorted(times)[len(times) // 2])
+
+
 def _line_search_seconds(
     line_search: ngd.AbstractLineSearch,
     residuals: Residuals,
@@ -49,6 +108,7 @@ def _line_search_seconds(
     direction: PyTree,
     previous: float,
     repeat: int,
+    cache: dict[Hashable, Any] | None,
 ) -> float:
     def search(params, direction, previous):
         loss = residuals.loss(params)
@@ -66,7 +126,15 @@ def _line_search_seconds(
         return line_search(loss_along, loss, slope, previous)
 
     previous = jnp.asarray(previous, ravel_pytree(params)[0].dtype)
-    return compiled_seconds(search, params, direction, previous, repeat=repeat)
+    return compiled_seconds(
+        search,
+        params,
+        direction,
+        previous,
+        repeat=repeat,
+        cache=cache,
+        key=("line_search", line_search),
+    )
 
 
 def step_breakdown(
@@ -76,16 +144,28 @@ def step_breakdown(
     *,
     previous_step_size: float = 1.0,
     repeat: int = 3,
+    cache: dict[Hashable, Any] | None = None,
 ) -> dict[str, float]:
     """The seconds of one step of `optimizer` at `params` by phase: `jacobian` (the
     dense Jacobian, or the linearisation for sketches), `gram_or_sketch`,
     `factor_or_krylov`, `line_search` (the optimizer's own, from the step size
     accepted last), `rest` (the whole step less those: the direction from the factor,
     momentum or acceleration, the loss, the update) and `step`, plus `gradient`: one
-    jitted `value_and_grad` of the loss. Phases an optimizer does not have are 0."""
-    gradient = compiled_seconds(
-        jax.value_and_grad(residuals.loss), params, repeat=repeat
-    )
+    jitted `value_and_grad` of the loss. Phases an optimizer does not have are 0.
+
+    `cache`, a dict kept across calls on the same `residuals` and parameters of the
+    same structure (one problem of a suite), keeps the phases' compiled executables
+    that do not depend on the optimizer (the gradient, the Jacobian, the Gram matrix
+    and factor, the reference direction, a line search met before), so that each is
+    compiled once per problem rather than once per optimizer."""
+
+    def timed(key, fn, *args):
+        return compiled_seconds(fn, *args, repeat=repeat, cache=cache, key=key)
+
+    def run(key, fn, *args):
+        return _compiled(fn, args, cache, key)(*args)
+
+    gradient = timed("gradient", jax.value_and_grad(residuals.loss), params)
     times = dict.fromkeys(PHASES, 0.0)
     is_ngd = isinstance(optimizer, ngd.ENGD | ngd.DNGD | ngd.SPRING)
     if isinstance(optimizer, HandWrittenENGDW) or is_ngd:
@@ -98,23 +178,21 @@ def step_breakdown(
                 f"step_breakdown: the {type(regime).__name__} regime has no breakdown yet"
             )
         space = regime.chosen_space(jacobian, "residual")
-        times["jacobian"] = compiled_seconds(residuals.jacobian, params, repeat=repeat)
-        matrix = eqx.filter_jit(residuals.jacobian)(params)
+        times["jacobian"] = timed("jacobian", residuals.jacobian, params)
+        matrix = run("jacobian", residuals.jacobian, params)
         if isinstance(optimizer, HandWrittenENGDW):
-            gram = compiled_seconds(lambda a: a @ a.T, matrix, repeat=repeat)
-            factor = compiled_seconds(
+            gram = timed("full_gram", lambda a: a @ a.T, matrix)
+            factor = timed(
+                "cholesky",
                 lambda k: jnp.linalg.cholesky(k + 1e-10 * jnp.eye(k.shape[0])),
-                matrix @ matrix.T,
-                repeat=repeat,
+                run("full_gram", lambda a: a @ a.T, matrix),
             )
         else:
-            gram = compiled_seconds(
-                lambda a: lower_gram(a, space), matrix, repeat=repeat
-            )
-            factor = compiled_seconds(
+            gram = timed(("lower_gram", space), lambda a: lower_gram(a, space), matrix)
+            factor = timed(
+                "jittered_cholesky",
                 lambda k: _jittered_cholesky(k + 1e-10 * jnp.eye(k.shape[0]))[0],
-                lower_gram(matrix, space),
-                repeat=repeat,
+                run(("lower_gram", space), lambda a: lower_gram(a, space), matrix),
             )
         del matrix
         times["gram_or_sketch"], times["factor_or_krylov"] = gram, factor
@@ -129,14 +207,12 @@ def step_breakdown(
             regime.materialise, jacobian, regime._products(jacobian, "residual")
         )
         if formed:
-            times["jacobian"] = compiled_seconds(
-                residuals.jacobian, params, repeat=repeat
-            )
+            times["jacobian"] = timed("jacobian", residuals.jacobian, params)
         else:
-            times["jacobian"] = compiled_seconds(
+            times["jacobian"] = timed(
+                "linearisation",
                 lambda p: JacobianOperator(residuals, p).residual_value,
                 params,
-                repeat=repeat,
             )
 
         def sketch(params):
@@ -148,10 +224,7 @@ def step_breakdown(
             0.0, compiled_seconds(sketch, params, repeat=repeat) - times["jacobian"]
         )
     if isinstance(optimizer, ngd.ENGD | ngd.DNGD | ngd.SketchyNGD | HandWrittenENGDW):
-        direction = jax.tree_util.tree_map(
-            jnp.asarray,
-            eqx.filter_jit(hand_written_direction(residuals, 1e-10))(params),
-        )
+        direction = run("direction", hand_written_direction(residuals, 1e-10), params)
         direction = ravel_pytree(params)[1](direction)
         line_search = (
             ngd.GridLineSearch(window=None)
@@ -159,7 +232,7 @@ def step_breakdown(
             else optimizer.line_search
         )
         times["line_search"] = _line_search_seconds(
-            line_search, residuals, params, direction, previous_step_size, repeat
+            line_search, residuals, params, direction, previous_step_size, repeat, cache
         )
     state = optimizer.init(params)
     if isinstance(state, ngd.NGDState):
@@ -168,8 +241,7 @@ def step_breakdown(
             state,
             jnp.asarray(previous_step_size, state.step_size.dtype),
         )
-    step = compiled_seconds(
-        lambda p, s: optimizer.step(residuals, p, s)[0], params, state, repeat=repeat
-    )
+    # The step training compiled (same shapes), not compiled a second time.
+    step = uncompiled_seconds(optimizer.step, residuals, params, state, repeat=repeat)
     times["rest"] = max(0.0, step - sum(times[p] for p in PHASES if p != "rest"))
     return {**times, "step": step, "gradient": gradient}

@@ -43,7 +43,7 @@ def _resampler(problem: problems.AbstractProblem, apply):
     return resample
 
 
-def _breakdown(optimizer, residuals, trained, history, repeat, checkpoint):
+def _breakdown(optimizer, residuals, trained, history, repeat, checkpoint, cache=None):
     """The per-step breakdown at the trained parameters, kept beside the run's
     checkpoint: a suite run again after a kill takes it from there for every run
     already finished, instead of measuring it again (minutes on the large networks)."""
@@ -76,6 +76,7 @@ def _breakdown(optimizer, residuals, trained, history, repeat, checkpoint):
         trained,
         previous_step_size=accepted[-1] if accepted else 1.0,
         repeat=repeat,
+        cache=cache,
     )
     if stored is not None:
         text = json.dumps({"key": key, "breakdown": breakdown}).encode()
@@ -123,6 +124,8 @@ def run_training_suite(
         histories = {}
         # One per problem, so that its compiled draw serves every optimizer.
         resample = _resampler(problem, apply)
+        # Likewise the breakdown's phases that do not depend on the optimizer.
+        compiled_phases = {}
         for optimizer_name in optimizer_names:
             checkpoint = None
             if checkpoints is not None:
@@ -150,6 +153,7 @@ def run_training_suite(
                     history,
                     breakdown_repeat,
                     checkpoint,
+                    compiled_phases,
                 )
             row = {
                 "problem": problem_name,
