@@ -53,16 +53,19 @@ def compiled_seconds(
     `key`, the executable compiled for `key` is taken from `cache` (and put there):
     the caller vouches that `key` names the same function on arguments of the same
     shapes."""
-    compiled = _compiled(fn, args, cache, key)
+    return _seconds_and_output(_compiled(fn, args, cache, key), args, repeat)[0]
+
+
+def _seconds_and_output(compiled, args: tuple[Any, ...], repeat: int):
     # Arguments still being computed (dispatched asynchronously, such as a Gram
     # matrix) would otherwise be timed as part of the first run.
     jax.block_until_ready(args)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
+        output = jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)
-    return float(sorted(times)[len(times) // 2])
+    return float(sorted(times)[len(times) // 2]), output
 
 
 def uncompiled_seconds(fn: Callable[..., Any], *args: Any, repeat: int = 3) -> float:
@@ -162,6 +165,11 @@ def step_breakdown(
     def timed(key, fn, *args):
         return compiled_seconds(fn, *args, repeat=repeat, cache=cache, key=key)
 
+    def timed_with_output(key, fn, *args):
+        # The phase's output (the Jacobian, the Gram matrix) from its last timed
+        # run, as the next phase's input, instead of computing it once more.
+        return _seconds_and_output(_compiled(fn, args, cache, key), args, repeat)
+
     def run(key, fn, *args):
         return _compiled(fn, args, cache, key)(*args)
 
@@ -178,23 +186,28 @@ def step_breakdown(
                 f"step_breakdown: the {type(regime).__name__} regime has no breakdown yet"
             )
         space = regime.chosen_space(jacobian, "residual")
-        times["jacobian"] = timed("jacobian", residuals.jacobian, params)
-        matrix = run("jacobian", residuals.jacobian, params)
+        times["jacobian"], matrix = timed_with_output(
+            "jacobian", residuals.jacobian, params
+        )
         if isinstance(optimizer, HandWrittenENGDW):
-            gram = timed("full_gram", lambda a: a @ a.T, matrix)
+            gram, product = timed_with_output("full_gram", lambda a: a @ a.T, matrix)
+            del matrix
             factor = timed(
                 "cholesky",
                 lambda k: jnp.linalg.cholesky(k + 1e-10 * jnp.eye(k.shape[0])),
-                run("full_gram", lambda a: a @ a.T, matrix),
+                product,
             )
         else:
-            gram = timed(("lower_gram", space), lambda a: lower_gram(a, space), matrix)
+            gram, product = timed_with_output(
+                ("lower_gram", space), lambda a: lower_gram(a, space), matrix
+            )
+            del matrix
             factor = timed(
                 "jittered_cholesky",
                 lambda k: _jittered_cholesky(k + 1e-10 * jnp.eye(k.shape[0]))[0],
-                run(("lower_gram", space), lambda a: lower_gram(a, space), matrix),
+                product,
             )
-        del matrix
+        del product
         times["gram_or_sketch"], times["factor_or_krylov"] = gram, factor
     elif isinstance(optimizer, ngd.SketchyNGD):
         regime = SketchSolve(
