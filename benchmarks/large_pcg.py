@@ -12,12 +12,22 @@ the true relative residual, and the effective dimension of the Gramian from
 Iteration counts do not depend on the machine's load, so this may run beside a
 timing benchmark (under `nice`).
 
+`--floor` adds, from the Gram matrix $JJ^\top$ formed densely (CG then runs on it, the
+same system at m² flops an iteration), the iterations with the exact top-`rank`
+eigenpairs in the preconditioner (the smallest condition number a rank-`rank`
+Nyström-type preconditioner can give: $(\lambda_{k+1} + \mu)/\mu$) and with Nyström
+sketches after 0, 1 and 2 power iterations ($\Omega \leftarrow
+\operatorname{orth}(JJ^\top\Omega)$, `rank` more products each) and from 1.5× and 2×
+`rank` test vectors truncated to `rank` (oversampled): how far the
+randomized sketch is from that floor, and whether the target is reachable at this rank
+at all.
+
 `--checkpoint` takes the parameters from a checkpoint of the large suite
 (`python -m gramsolve bench --suite large`), written by the optimizer `--optimizer`,
 instead of the initial ones; its points are the checkpoint's too.
 
     python benchmarks/large_pcg.py [--problem poisson10d] [--dampings 2e-7]
-        [--ranks 50 100 200] [--checkpoint PATH --optimizer NAME]
+        [--ranks 50 100 200] [--floor] [--checkpoint PATH --optimizer NAME]
 """
 
 import argparse
@@ -36,6 +46,7 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--optimizer", default="ENGD")
+    parser.add_argument("--floor", action="store_true")
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
     import equinox as eqx
@@ -79,6 +90,49 @@ def main() -> None:
         relative = solution.stats["residual_norm"] / jnp.linalg.norm(residual_vector)
         return solution.result, solution.stats["num_steps"], relative
 
+    if args.floor:
+        gram = formed.matrix @ formed.matrix.T
+        gram = 0.5 * (gram + gram.T)
+        exact_values, exact_vectors = jnp.linalg.eigh(gram)
+        exact_values, exact_vectors = exact_values[::-1], exact_vectors[:, ::-1]
+
+    @jax.jit
+    def pcg_with(gram, damping, basis, values):
+        # CG on the formed m × m Gram matrix: the same system as on J's products, its
+        # iterations m² flops instead of two passes over J.
+        lowrank = gs.LowRank(basis, jnp.maximum(values, 0.0), residual_vector)
+        damped = lx.MatrixLinearOperator(
+            gram + damping * jnp.eye(m, dtype=gram.dtype), lx.positive_semidefinite_tag
+        )
+        solution = lx.linear_solve(
+            damped,
+            residual_vector,
+            gs.CG(rtol=rtol, atol=0.0, max_steps=1000),
+            options={"preconditioner": gs.NystromPreconditioner(lowrank, damping)},
+            throw=False,
+        )
+        relative = solution.stats["residual_norm"] / jnp.linalg.norm(residual_vector)
+        return solution.result, solution.stats["num_steps"], relative
+
+    def sketched_nystrom(rank, key, power_iterations=0, columns=None):
+        # `power_iterations` subspace iterations before a sketch of `columns` test
+        # vectors (default `rank`), then the plain (unshifted) Nyström
+        # eigendecomposition truncated to `rank`: enough to compare with the floor.
+        columns = rank if columns is None else columns
+        omega = jax.random.normal(key, (m, columns), dtype=gram.dtype)
+        omega = jnp.linalg.qr(omega)[0]
+        for _ in range(power_iterations):
+            omega = jnp.linalg.qr(gram @ omega)[0]
+        sketch = gram @ omega
+        core = omega.T @ sketch
+        values, vectors = jnp.linalg.eigh(0.5 * (core + core.T))
+        keep = values > jnp.finfo(values.dtype).eps * values[-1]
+        root = jnp.where(keep, 1 / jnp.sqrt(jnp.where(keep, values, 1.0)), 0.0)
+        basis, singular, _ = jnp.linalg.svd(
+            (sketch @ vectors) * root, full_matrices=False
+        )
+        return basis[:, :rank], singular[:rank] ** 2
+
     print(
         f"\nresidual-space PCG, Nyström preconditioner, rtol {rtol:.1e}: iterations "
         "(result, final relative residual)"
@@ -100,7 +154,12 @@ def main() -> None:
         cells = []
         for rank in args.ranks:
             result, steps, relative = pcg(formed, jnp.asarray(damping), rank)
-            status = "ok" if result == lx.RESULTS.successful else str(result)
+            if result == lx.RESULTS.successful:
+                status = "ok"
+            elif result == lx.RESULTS.max_steps_reached:
+                status = "stopped: iteration limit or gave up"
+            else:
+                status = "failed"
             cells.append(f"rank {rank}: {int(steps):4d} ({status}, {relative:.1e})")
         predicted = (
             ""
@@ -114,6 +173,41 @@ def main() -> None:
         )
         for cell in cells:
             print(f"    {cell}")
+        if args.floor:
+            above = int(jnp.sum(exact_values > damping))
+            exact_dimension = float(jnp.sum(exact_values / (exact_values + damping)))
+            print(
+                f"    exact spectrum: effective dimension {exact_dimension:.0f}, "
+                f"{above} eigenvalues above λ"
+            )
+            for rank in args.ranks:
+                floor = pcg_with(
+                    gram,
+                    jnp.asarray(damping),
+                    exact_vectors[:, :rank],
+                    exact_values[:rank],
+                )
+                key = jax.random.PRNGKey(rank)
+                sketched = [
+                    pcg_with(gram, jnp.asarray(damping), *basis_values)
+                    for basis_values in (
+                        sketched_nystrom(rank, key),
+                        sketched_nystrom(rank, key, power_iterations=1),
+                        sketched_nystrom(rank, key, power_iterations=2),
+                        sketched_nystrom(rank, key, columns=3 * rank // 2),
+                        sketched_nystrom(rank, key, columns=2 * rank),
+                    )
+                ]
+                described = [f"{int(run[1])} ({run[2]:.1e})" for run in sketched]
+                print(
+                    f"    rank {rank}: exact eigenpairs {int(floor[1]):4d} "
+                    f"({floor[2]:.1e}); Nyström after 0, 1, 2 power iterations "
+                    + ", ".join(described[:3])
+                    + "; from 1.5× and 2× as many test vectors "
+                    + ", ".join(described[3:])
+                    + "; "
+                    f"λ_(rank+1)/λ = {float(exact_values[rank]) / damping:.1e}"
+                )
         choice = plan.choice
         if isinstance(choice, gs.Iterative):
             choice = (

@@ -11,7 +11,12 @@ import pytest
 from hypothesis import given, HealthCheck, settings
 
 import gramsolve as gs
-from gramsolve._regimes._dense import _blocked_lower_gram, GRAM_BLOCK, lower_gram
+from gramsolve._regimes._dense import (
+    _blocked_lower_gram,
+    GRAM_BLOCK,
+    gram_flops,
+    lower_gram,
+)
 from gramsolve._regimes._host_lapack import (
     _xla_cholesky,
     HOST_GRAM_MIN_SIZE,
@@ -101,6 +106,24 @@ def test_the_host_forms_gram_matrices_of_host_gram_min_size_rows_and_more(axis):
 
     assert not calls_the_host(HOST_GRAM_MIN_SIZE - 1)
     assert calls_the_host(HOST_GRAM_MIN_SIZE) == (jax.device_count() == 1)
+    # The cost model prices the path taken: the host's triangle, XLA's whole product.
+    for size in (HOST_GRAM_MIN_SIZE - 1, HOST_GRAM_MIN_SIZE):
+        triangle = float(size) * size * 3
+        expected = triangle if calls_the_host(size) else 2 * triangle
+        assert gram_flops(size, 3, "cpu") == expected
+
+
+@pytest.mark.parametrize("size", [300, 2 * GRAM_BLOCK, 2 * GRAM_BLOCK + 76, 1500])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_gram_flops_are_the_flops_xla_compiles(size, axis):
+    """Off the host path (other platforms, several devices) the cost model's count
+    is XLA's own count of the compiled product: whole below two blocks, the blocks
+    on and below the diagonal above."""
+    shape = (size, 7) if axis == 0 else (7, size)
+    compiled = (
+        jax.jit(lambda a: _blocked_lower_gram(a, axis)).lower(jnp.ones(shape)).compile()
+    )
+    assert gram_flops(size, 7, "gpu") == compiled.cost_analysis()["flops"]
 
 
 @settings(**SETTINGS)

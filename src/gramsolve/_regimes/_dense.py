@@ -25,7 +25,7 @@ from ._base import (
     sizes,
     Space,
 )
-from ._host_lapack import lower_cholesky, lower_product
+from ._host_lapack import host_gram_used, lower_cholesky, lower_product
 
 
 # Rows (or columns) per block of the triangular Gram product: large enough for the
@@ -69,6 +69,22 @@ def _blocked_lower_gram(matrix: Float[Array, "m n"], axis: int) -> Float[Array, 
         )
         rows.append(jnp.pad(row, ((0, 0), (0, size - edges[i + 1]))))
     return jnp.concatenate(rows, axis=0)
+
+
+def gram_flops(size: int, inner: int, platform: str) -> float:
+    """Flops of `lower_gram` for a `size × size` Gram matrix with `inner` terms in each
+    entry, as the path it takes computes them: the host's syrk forms the triangle
+    ($\text{size}^2\,\text{inner}$), XLA below `2 * GRAM_BLOCK` rows the whole
+    product (twice that), and above it the blocks on and below the diagonal."""
+    if host_gram_used(size, platform):
+        return float(size) * size * inner
+    if size <= 2 * GRAM_BLOCK:
+        return 2.0 * size * size * inner
+    edges = [*range(0, size, GRAM_BLOCK), size]
+    entries = sum(
+        (stop - start) * stop for start, stop in zip(edges[:-1], edges[1:], strict=True)
+    )
+    return 2.0 * entries * inner
 
 
 def column_groups(leaf_sizes: list[int], max_columns: int) -> list[tuple[int, ...]]:
@@ -307,8 +323,9 @@ class Dense(AbstractSpaceRegime):
         machine = current_machine(itemsize)
         blocks = self.column_blocks(jacobian, space)
         jacobian_flops = DENSE_JACOBIAN_FLOPS_PER_ENTRY * m * n
-        # The triangle of the Gram matrix, then the factor.
-        flops = k * k * (n if k == m else m) + k**3 / 3
+        # The Gram matrix (its triangle, or all of it where XLA forms it whole), then
+        # the factor.
+        flops = gram_flops(k, n if k == m else m, machine.platform) + k**3 / 3
         if isinstance(jacobian, MaterialisedJacobian):
             # Formed by the caller: its matrix is neither computed nor allocated here.
             memory = 2 * k * k * itemsize

@@ -52,6 +52,17 @@ def _use_host(matrix: Array) -> bool:
     )
 
 
+def host_gram_used(size: int, platform: str) -> bool:
+    """Whether `lower_product` takes the host's syrk for a Gram matrix of `size` rows
+    on `platform` (what the cost model prices)."""
+    return (
+        ENABLED
+        and platform == "cpu"
+        and jax.device_count() == 1
+        and size >= HOST_GRAM_MIN_SIZE
+    )
+
+
 def _on_cpu(host: Callable, xla: Callable, *args):
     return jax.lax.platform_dependent(*args, cpu=host, default=xla)
 
