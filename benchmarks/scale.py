@@ -6,12 +6,14 @@ Laplacian) with a tanh MLP `2 → w × depth → 1` whose width is chosen so the
 about `--params` parameters, on about `--residuals` collocation points (four fifths
 uniform in the square, one fifth on its boundary), and computes one direction
 `d = Jᵀ(JJᵀ + λI)⁻¹ r` with `gs.Iterative` (CG in residual space) preconditioned by
-`gs.Nystrom` of rank `--rank`, nothing m × n formed. Prints:
+`gs.Nystrom` of rank `--rank`, nothing m × n formed (`--solver adaptive`: of rank
+`"auto"` up to `--rank`; `--solver auto`: whatever `gs.Auto()` chooses). Prints:
 
 - what `gs.Auto` would choose for this problem under its default memory budget, and the
   cost model's memory estimate of the solver actually run, next to what was measured;
 - compile time and XLA's compiled memory analysis (temporaries, arguments, outputs);
-- wall time of the direction (compiled, second call), CG iterations, the solve result;
+- wall time of the direction (compiled, second call), CG iterations, the solve result,
+  and the direction's time in gradients (one jitted `value_and_grad` of the loss);
 - peak memory: the process's peak resident set (`resource.getrusage`, what the OS
   saw, JAX runtime and compilation included) and, on accelerators, the device's peak
   bytes in use (`memory_stats()["peak_bytes_in_use"]`).
@@ -24,7 +26,7 @@ Nothing here assumes a CPU: the same command runs on a GPU (where the device pea
 the number that matters).
 
     python benchmarks/scale.py --params 1000000 --residuals 2000 [--float32]
-        [--rank 50] [--depth 3] [--damping 1e-6] [--chunk-size C]
+        [--rank 50] [--solver nystrom|adaptive|auto] [--depth 3] [--damping 1e-6] [--chunk-size C]
         [--sketch-batch-size auto] [--sketch-batch-sizes 1,4,all,auto]
 """
 
@@ -51,6 +53,13 @@ def main() -> None:
     parser.add_argument("--float32", action="store_true")
     parser.add_argument("--depth", type=int, default=3, help="hidden layers")
     parser.add_argument("--rank", type=int, default=50, help="Nyström rank")
+    parser.add_argument(
+        "--solver",
+        choices=["nystrom", "adaptive", "auto"],
+        default="nystrom",
+        help="CG with a Nyström preconditioner of rank --rank; of rank 'auto' up "
+        "to --rank; or gs.Auto()'s choice",
+    )
     parser.add_argument("--damping", type=float, default=1e-6)
     parser.add_argument("--rtol", type=float, default=None)
     parser.add_argument("--max-steps", type=int, default=500)
@@ -114,14 +123,20 @@ def main() -> None:
     dense_bytes = m * n * jnp.dtype(dtype).itemsize
     print(f"the dense Jacobian alone would be {gib(dense_bytes)}")
 
-    solver = gs.Iterative(
-        space="residual",
-        preconditioner=gs.Nystrom(
-            rank=min(args.rank, m), batch_size=batch(args.sketch_batch_size)
-        ),
-        rtol=args.rtol,
-        max_steps=args.max_steps,
-    )
+    if args.solver == "auto":
+        solver = gs.Auto()
+    else:
+        rank = min(args.rank, m)
+        solver = gs.Iterative(
+            space="residual",
+            preconditioner=gs.Nystrom(
+                rank="auto" if args.solver == "adaptive" else rank,
+                max_rank=rank,
+                batch_size=batch(args.sketch_batch_size),
+            ),
+            rtol=args.rtol,
+            max_steps=args.max_steps,
+        )
 
     # What Auto would do, from shapes alone (traced, nothing computed).
     plans = []
@@ -153,7 +168,8 @@ def main() -> None:
         J = gs.JacobianOperator(residuals, p)
         solution = gs.solve(J, J.residual_value, args.damping, solver, throw=False)
         norm = jnp.sqrt(sum(jnp.sum(d**2) for d in jax.tree.leaves(solution.value)))
-        return solution.value, solution.result, solution.stats["num_steps"], norm
+        steps = solution.stats.get("num_steps", jnp.asarray(0))
+        return solution.value, solution.result, steps, norm
 
     start = time.perf_counter()
     compiled = direction.lower(params).compile()
@@ -183,6 +199,16 @@ def main() -> None:
         f"direction: {seconds:.2f} s (first call {first_seconds:.2f} s); "
         f"{int(steps)} CG iterations; result {gs_result_name(result)}; "
         f"‖d‖ = {float(norm):.4e}"
+    )
+    # The issue's machine-independent unit: one jitted value_and_grad of the loss.
+    gradient = jax.jit(jax.value_and_grad(residuals.loss)).lower(params).compile()
+    jax.block_until_ready(gradient(params))
+    start = time.perf_counter()
+    jax.block_until_ready(gradient(params))
+    gradient_seconds = time.perf_counter() - start
+    print(
+        f"one gradient of the loss: {gradient_seconds:.3f} s; the direction costs "
+        f"{seconds / gradient_seconds:.0f} gradients"
     )
     rss = peak_rss_bytes()
     print(f"peak resident set of the process: {gib(rss)}")
