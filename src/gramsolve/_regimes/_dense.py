@@ -72,10 +72,12 @@ def _blocked_lower_gram(matrix: Float[Array, "m n"], axis: int) -> Float[Array, 
 
 
 def gram_flops(size: int, inner: int, platform: str) -> float:
-    """Flops of `lower_gram` for a `size × size` Gram matrix with `inner` terms in each
-    entry, as the path it takes computes them: the host's syrk forms the triangle
-    ($\text{size}^2\,\text{inner}$), XLA below `2 * GRAM_BLOCK` rows the whole
-    product (twice that), and above it the blocks on and below the diagonal."""
+    r"""Flops of `lower_gram` for a `size × size` Gram matrix with `inner` terms in
+    each entry, as the path it takes computes them: the host's syrk forms the
+    triangle ($\text{size}^2\,\text{inner}$); XLA forms the whole product (twice
+    that) below `HOST_GRAM_MIN_SIZE` rows on one CPU device and below
+    `2 * GRAM_BLOCK` rows elsewhere, and above that the blocks on and below the
+    diagonal."""
     if host_gram_used(size, platform):
         return float(size) * size * inner
     if size <= 2 * GRAM_BLOCK:
