@@ -80,6 +80,23 @@ def test_chunked_evaluation_matches_vmap():
     )
 
 
+def test_row_norms_of_wide_networks_run_in_chunks(monkeypatch):
+    """Without a chunk size, the row norms keep only ROW_NORMS_BYTES of rows at once
+    (the whole Jacobian did not fit at 2,000 points and 1e6 parameters): lowered to
+    a loop over chunks once the rows exceed it, the same norms."""
+    from gramsolve import _point_residual
+
+    params = init_mlp(jax.random.PRNGKey(3), [2, 8, 1])
+    points = _points(23)
+    residual = gs.PointResidual(scalar_mlp, points)
+    expected = jnp.sum(residual.jacobian(params) ** 2, axis=1)
+    row_bytes = sum(leaf.size * 8 for leaf in jax.tree.leaves(params))
+    assert "scan" not in str(jax.make_jaxpr(residual.squared_row_norms)(params))
+    monkeypatch.setattr(_point_residual, "ROW_NORMS_BYTES", 5 * row_bytes)
+    assert "scan" in str(jax.make_jaxpr(residual.squared_row_norms)(params))
+    np.testing.assert_allclose(residual.squared_row_norms(params), expected, rtol=1e-13)
+
+
 def test_laplacian_methods_agree():
     params = init_mlp(jax.random.PRNGKey(4), [2, 12, 12, 1])
     x = jnp.array([0.3, 0.7])

@@ -258,8 +258,14 @@ def test_auto_under_a_small_memory_budget():
         "over budget" in str(plan)
         and plan.choice.estimate(J, "residual").memory_bytes <= small.memory_budget
     )
+    # From the sizes alone the matrix-free preconditioner's rank grows with its
+    # sketch (Nystrom(rank="auto")) up to max_rank; the estimate is at that rank.
+    m = J.out_size()
+    assert plan.choice.preconditioner == gs.Nystrom(rank="auto", max_rank=min(200, m))
+    assert f"nystrom rank auto, at most {min(200, m)}" in str(plan)
     solution = _solve(residuals, params, 1e-3, small)
     assert solution.stats["method"] == "cg"
+    assert 0 < int(solution.stats["rank"]) <= min(200, m)
     reference, _ = _reference(residuals, params, 1e-3)
     np.testing.assert_allclose(
         flat(solution.value), reference, rtol=1e-4, atol=1e-6 * np.abs(reference).max()

@@ -2,28 +2,35 @@
 
 Work is counted in dense-matrix flops (GEMM, Cholesky) plus the cost of Jacobian
 products, which run through the residual's linearisation and are far less efficient
-per entry than a GEMM. The per-entry constants were measured on a 2D Poisson PINN
-(tanh MLP, forward Laplacian) on a 2-core CPU in float64 (`benchmarks/solve_regimes.py`
-prints them again); they are the same order of magnitude for other MLP residuals.
+per entry than a GEMM. A matrix-free product is priced from its own jaxpr
+(`gramian_product_seconds`), which sees the network's widths; forming the Jacobian and
+the products with a formed one use per-entry constants. All were measured on 2D
+Poisson PINNs (tanh MLPs, forward Laplacian) on a 2-core CPU in float64
+(`benchmarks/product_cost.py`, `benchmarks/solve_regimes.py` and
+`benchmarks/auto_grid.py` print them again beside measured times).
 """
 
 import math
 import os
+import weakref
 
 import equinox as eqx
 import jax
 import lineax as lx
 
 from ._gramian import ParameterGramian, ResidualGramian
+from ._jacobian import JacobianOperator
+from ._jaxpr_cost import jaxpr_cost
 from ._materialised_jacobian import MaterialisedJacobian
 from ._misc import tree_dtype
 
 
 # GEMM-flop equivalents per Jacobian entry (per point and parameter).
 DENSE_JACOBIAN_FLOPS_PER_ENTRY = 250.0
-# One JJᵀ or JᵀJ product (one JVP + one VJP). Measured on 2D Poisson PINNs (three tanh
-# layers, 2-core CPU, float64; `benchmarks/scale.py --sketch-batch-sizes` prints it):
-# 20–100 per entry depending on width and load, the low end for wide layers.
+# One JJᵀ or JᵀJ product (one JVP + one VJP) where its jaxpr cannot be counted (see
+# `gramian_product_seconds`). Measured on 2D Poisson PINNs (three tanh layers, 2-core
+# CPU, float64; `benchmarks/scale.py --sketch-batch-sizes` prints it): 20–100 per
+# entry depending on width and load, the low end for wide layers.
 MATVEC_FLOPS_PER_ENTRY = 80.0
 # Per sketch test vector (Nyström, pivoted-Cholesky pivots): one Gramian product. Large
 # sketches multiply their test vectors one at a time (`SKETCH_WORKING_SET_BYTES`), and
@@ -67,11 +74,20 @@ DEFAULT_BUDGET_FRACTION = 0.5
 
 
 class Machine(eqx.Module):
-    """Throughput and memory of the device a solve runs on."""
+    """Throughput and memory of the device a solve runs on.
+
+    `flops_per_second` prices dense linear algebra (GEMM, Cholesky). The other three
+    price a Jacobian product from what its jaxpr counts (`gramian_product_seconds`):
+    its matrix-product flops, the bytes its operations read and write unfused, and a
+    fixed cost per operation.
+    """
 
     flops_per_second: float = eqx.field(static=True)
     memory_bytes: int = eqx.field(static=True)
     platform: str = eqx.field(static=True)
+    product_flops_per_second: float = eqx.field(static=True)
+    product_bytes_per_second: float = eqx.field(static=True)
+    seconds_per_operation: float = eqx.field(static=True)
 
 
 def _host_memory_bytes() -> int:
@@ -96,9 +112,29 @@ def current_machine(itemsize: int) -> Machine:
         memory = _host_memory_bytes()
     if platform == "gpu":
         flops = 5e13 if itemsize <= 4 else 2.5e13
+        # Not calibrated: the flops of dense algebra, an HBM's bandwidth and a
+        # kernel launch per operation.
+        product_flops, product_bytes, per_operation = flops, 2e12, 5e-6
     else:
         flops = 9e10 if itemsize <= 4 else 4.5e10
-    return Machine(flops_per_second=flops, memory_bytes=memory, platform=platform)
+        # Fitted to one Gramian product of ten 2D Poisson PINNs (tanh MLPs, widths
+        # 16–512, 2–4 hidden layers, 224–3,720 points, 337 to 527,361 parameters;
+        # 2-core CPU, float64). In a later run (`benchmarks/product_cost.py`,
+        # results/product_cost.txt) they predicted 0.75–1.01x of the measured
+        # times, where one cost per Jacobian entry (`MATVEC_FLOPS_PER_ENTRY`)
+        # predicted 0.11–2.9x; the 1,001,109-parameter 2-706-706-706-1 network's
+        # product ran at 0.86 s against 1.04 s predicted. float32 halves the bytes
+        # (counted) and doubles the SIMD lanes.
+        product_flops = 1.7e11 if itemsize <= 4 else 8.4e10
+        product_bytes, per_operation = 5.7e10, 2e-6
+    return Machine(
+        flops_per_second=flops,
+        memory_bytes=memory,
+        platform=platform,
+        product_flops_per_second=product_flops,
+        product_bytes_per_second=product_bytes,
+        seconds_per_operation=per_operation,
+    )
 
 
 def linearisation_bytes(m: int, n: int, itemsize: int) -> int:
@@ -131,14 +167,63 @@ def sketch_batch_size(operator: lx.AbstractLinearOperator, count: int) -> int:
     return int(min(count, max(1, fitting)))
 
 
-def krylov_flops(m: int, n: int, size: int, iterations: int, rank: int) -> float:
-    """GEMM-flop equivalents of a Krylov solve in a `size`-dimensional space:
-    `iterations` Gramian products, the `rank` products of a preconditioner's sketch,
-    and its dense factorisation."""
+# The operator whose product was last priced, and the price: a plan prices the same
+# Jacobian for several candidates, and counting its jaxpr takes milliseconds.
+_last_priced: list = [None, 0.0]
+
+
+def gramian_product_seconds(
+    jacobian: lx.AbstractLinearOperator, machine: Machine
+) -> float:
+    """Estimated seconds of one Gramian product with `jacobian` ($J^\top u$ then
+    $J v$, one VJP and one JVP): its jaxpr's matrix-product flops, unfused bytes and
+    operations (`_jaxpr_cost.jaxpr_cost`), each at the machine's rate. The count
+    sees the network's widths, which a cost per Jacobian entry cannot: a product of
+    a 2-16-16-1 network runs at 2 GFLOP/s on a 2-core CPU, one of a 2-512-512-512-1
+    network at 60. For other operators (whose products may be anything), or where
+    the jaxpr cannot be traced, `MATVEC_FLOPS_PER_ENTRY` per entry at the
+    dense-algebra rate."""
+    m, n = jacobian.out_size(), jacobian.in_size()
+    if not isinstance(jacobian, JacobianOperator):
+        return MATVEC_FLOPS_PER_ENTRY * m * n / machine.flops_per_second
+    cached, seconds = _last_priced
+    if cached is not None and cached() is jacobian:
+        return seconds
+    try:
+        vector = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype),
+            jacobian.out_structure(),
+        )
+        cost = jaxpr_cost(
+            lambda operator, u: operator.mv(operator.transpose().mv(u)),
+            jacobian,
+            vector,
+        )
+    except Exception:  # an operator whose products cannot be traced abstractly
+        return MATVEC_FLOPS_PER_ENTRY * m * n / machine.flops_per_second
+    seconds = (
+        cost.matmul_flops / machine.product_flops_per_second
+        + cost.bytes / machine.product_bytes_per_second
+        + cost.operations * machine.seconds_per_operation
+    )
+    try:
+        _last_priced[:] = [weakref.ref(jacobian), seconds]
+    except TypeError:  # not weakly referenceable: price it again next time
+        pass
+    return seconds
+
+
+def krylov_seconds(
+    product_seconds: float, size: int, iterations: int, rank: int, machine: Machine
+) -> float:
+    """Estimated seconds of a Krylov solve in a `size`-dimensional space:
+    `iterations` Gramian products, the `rank` products of a preconditioner's sketch
+    (one at a time: `SKETCH_WORKING_SET_BYTES`), and its dense factorisation."""
     return (
-        iterations * MATVEC_FLOPS_PER_ENTRY * m * n
-        + rank * SKETCH_FLOPS_PER_ENTRY * m * n
-        + 4 * rank * rank * size
+        (iterations + rank) * product_seconds
+        + 4 * rank * rank * size / machine.flops_per_second
+        + KRYLOV_FIXED_SECONDS
+        + iterations * KRYLOV_ITERATION_SECONDS
     )
 
 

@@ -15,6 +15,11 @@ from ._misc import ravel_trailing
 from ._residual import AbstractResidual, check_leaf_indices
 
 
+# The per-point gradient rows `PointResidual.squared_row_norms` holds at once when no
+# chunk size is given.
+ROW_NORMS_BYTES = 256 * 2**20
+
+
 class PointResidual(AbstractResidual):
     r"""A residual class evaluated point by point: $r_i = w_i\, f(\theta, x_i)$.
 
@@ -146,24 +151,32 @@ class PointResidual(AbstractResidual):
             f"(d,) for one point x; got shape {out.shape}"
         )
 
-    def _map(self, fn: Callable, params: PyTree, points: Array) -> PyTree[Array]:
+    def _map(
+        self,
+        fn: Callable,
+        params: PyTree,
+        points: Array,
+        chunk_size: int | None = None,
+    ) -> PyTree[Array]:
         """`fn(params, x)` at every point `x`, stacked: one `vmap`, or chunks of
-        `chunk_size` points (of each device's own points when they are sharded)."""
+        `chunk_size` points (default `self.chunk_size`; of each device's own points
+        when they are sharded)."""
+        chunk_size = self.chunk_size if chunk_size is None else chunk_size
 
         def over(params, points):
             def at(x):
                 return fn(params, x)
 
-            if self.chunk_size is None or self.chunk_size >= points.shape[0]:
+            if chunk_size is None or chunk_size >= points.shape[0]:
                 return jax.vmap(at)(points)
-            return jax.lax.map(at, points, batch_size=self.chunk_size)
+            return jax.lax.map(at, points, batch_size=chunk_size)
 
         if self.sharding is not None:
             # The points keep their placement inside `jit` even when they enter as
             # constants (a residual map closed over by the jitted function), which
             # jit would otherwise put on one device.
             points = jax.lax.with_sharding_constraint(points, self.sharding)
-        if self.sharding is None or self.chunk_size is None:
+        if self.sharding is None or chunk_size is None:
             # Unchunked sharded points need nothing more: GSPMD splits the vmap.
             return over(params, points)
         # A loop over chunks of a sharded axis would gather every point to every
@@ -240,7 +253,19 @@ class PointResidual(AbstractResidual):
         def point_norms(params, x):
             return jnp.sum(self._point_rows(params, x) ** 2, axis=-1)
 
-        norms = self._map(point_norms, params, self.points)
+        # Only the norms are kept, but a vmap over all points holds every row at
+        # once: the whole Jacobian (16 GB at 2,000 points and 1e6 parameters, where
+        # gs.effective_dimension asked for the trace). Unless chunk_size says
+        # otherwise, as many points at a time as their rows fit ROW_NORMS_BYTES.
+        chunk_size = self.chunk_size
+        if chunk_size is None:
+            leaves = jtu.tree_leaves(eqx.filter(params, eqx.is_inexact_array))
+            row_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in leaves)
+            rows = self.output_dim(params) or 1
+            chunk_size = max(1, ROW_NORMS_BYTES // max(1, rows * row_bytes))
+            if chunk_size >= self.points.shape[0]:
+                chunk_size = None
+        norms = self._map(point_norms, params, self.points, chunk_size)
         return self._weighted(self._weighted(norms)).reshape(-1)
 
 

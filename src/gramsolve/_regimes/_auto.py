@@ -17,7 +17,8 @@ from .._cost import (
     format_bytes,
     format_seconds,
     formed_krylov_seconds,
-    krylov_flops,
+    gramian_product_seconds,
+    krylov_seconds,
 )
 from .._effective_dimension import EffectiveDimension
 from .._materialised_jacobian import MaterialisedJacobian
@@ -115,8 +116,9 @@ class Auto(AbstractRegime):
     (Nyström-preconditioned CG) in either space, and the same on the Jacobian
     formed once (`Iterative(materialise=True)`: the sketch is matrix products with
     $J$, each iteration two matrix-vector products, $JJ^\top$ is never formed), in
-    either space. Each gets a time estimate (dense-matrix flops plus Jacobian
-    products at a per-entry cost measured on PINN residuals) and a memory
+    either space. Each gets a time estimate (dense-matrix flops, plus Jacobian
+    products priced from what their jaxpr counts: matrix-product flops, memory
+    traffic and operations, at rates measured on PINN residuals) and a memory
     estimate; Auto takes the fastest one whose memory fits `memory_budget` (bytes;
     default `budget_fraction` of the device's memory, or of the host's RAM on
     CPU). Dense wins while the Gram matrix is small (the Benchmarks
@@ -126,8 +128,11 @@ class Auto(AbstractRegime):
     accuracy as $\epsilon/\lambda$). With a concrete damping of zero the iterative
     candidates use MINRES.
 
-    From the sizes alone, the iterative candidates assume a preconditioner of rank
-    $\min(\text{max\_rank}, \text{size})$ and a typical iteration count. With
+    From the sizes alone, the iterative candidates assume a typical iteration
+    count; the matrix-free ones take `Nystrom(rank="auto")`, whose rank grows with
+    its sketch until it has seen the eigenvalues above the damping, up to
+    $\min(\text{max\_rank}, \text{size})$ (their estimate is at that rank, an
+    upper bound), and those on the formed Jacobian that full rank. With
     `spectrum`, an [`gramsolve.EffectiveDimension`][] of the Gramian (either space's:
     $JJ^\top$ and $J^\top J$ have the same non-zero eigenvalues), they take, up to
     `max_rank`, the Nyström rank $k$ that minimises the predicted time: $k$ sketch
@@ -234,8 +239,18 @@ class Auto(AbstractRegime):
         rank: int | None = None,
         formed: bool = False,
     ):
-        rank = min(self.max_rank, size) if rank is None else rank
-        preconditioner = Nystrom(rank=rank) if rank > 0 else None
+        if rank is None and not formed:
+            # From the sizes alone nothing says how much of the spectrum lies above
+            # the damping: the rank grows with the sketch until it has seen it
+            # (Nystrom(rank="auto")), up to max_rank. On the 1,001,109-parameter
+            # 2D Poisson network at λ = 1e-6 it stopped at rank 24: 30.7 s, where
+            # rank 50 took 47.9 s and rank 200 152 s (benchmarks/results/
+            # auto_grid.txt, scale_1m.txt). The formed Jacobian's sketch is matrix
+            # products: there the full rank costs little.
+            preconditioner = Nystrom(rank="auto", max_rank=min(self.max_rank, size))
+        else:
+            rank = min(self.max_rank, size) if rank is None else rank
+            preconditioner = Nystrom(rank=rank) if rank > 0 else None
         return Iterative(
             space=space,
             method=method,
@@ -285,15 +300,16 @@ class Auto(AbstractRegime):
             return spectrum.predicted_iterations(rank, rtol, self.max_steps)
 
         machine = current_machine(dtype.itemsize)
+        # formed here, or by the caller (its products are matrix products)
+        on_matrix = formed or isinstance(jacobian, MaterialisedJacobian)
+        product = None if on_matrix else gramian_product_seconds(jacobian, machine)
 
         def seconds(rank: int) -> float:
-            if formed or isinstance(jacobian, MaterialisedJacobian):
-                # formed here, or by the caller (its products are matrix products)
+            if product is None:
                 return formed_krylov_seconds(
                     m, n, size, iterations(rank), rank, machine, form=formed
                 )
-            flops = krylov_flops(m, n, size, iterations(rank), rank)
-            return flops / machine.flops_per_second
+            return krylov_seconds(product, size, iterations(rank), rank, machine)
 
         # Past the sketch the prediction stops improving, so no larger rank wins.
         ranks = range(min(max_rank, size, spectrum.rank) + 1)

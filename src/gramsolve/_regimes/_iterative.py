@@ -14,7 +14,8 @@ from .._cg import CG
 from .._cost import (
     current_machine,
     formed_krylov_seconds,
-    krylov_flops,
+    gramian_product_seconds,
+    krylov_seconds,
     linearisation_bytes,
     PRECONDITIONED_ITERATIONS,
 )
@@ -529,7 +530,12 @@ class Iterative(AbstractSpaceRegime):
         label = (
             "none"
             if self.preconditioner is None
-            else f"{self.preconditioner.label} rank {rank}"
+            else f"{self.preconditioner.label} rank "
+            + (
+                f"auto, at most {rank}"
+                if getattr(self.preconditioner, "rank", None) == "auto"
+                else str(rank)
+            )
         )
         detail = f"~{iterations} iterations, preconditioner {label}"
         if forms or isinstance(jacobian, MaterialisedJacobian):
@@ -543,8 +549,8 @@ class Iterative(AbstractSpaceRegime):
                 regime = regime[:-1] + ", materialise=True)"
                 detail += ", Jacobian formed"
         else:
-            flops = krylov_flops(m, n, size, iterations, rank)
-            seconds = flops / machine.flops_per_second
+            product = gramian_product_seconds(jacobian, machine)
+            seconds = krylov_seconds(product, size, iterations, rank, machine)
             memory = 2 * linearisation_bytes(m, n, itemsize) + preconditioner
         return Estimate(
             regime=regime,

@@ -9,9 +9,9 @@ from jaxtyping import Array, Float, Int, PyTree
 from .._cost import (
     current_machine,
     DENSE_JACOBIAN_FLOPS_PER_ENTRY,
+    gramian_product_seconds,
     linearisation_bytes,
     MATERIALISED_FLOPS_PER_ENTRY,
-    SKETCH_FLOPS_PER_ENTRY,
 )
 from .._lowrank import LowRank
 from .._misc import ravel, unravel
@@ -166,14 +166,16 @@ class SketchSolve(AbstractSpaceRegime):
                 * m
                 * n
             )
+            products = 0.0
             memory += 2 * m * n * itemsize
         else:
-            flops = rank * SKETCH_FLOPS_PER_ENTRY * m * n
+            flops = 0.0
+            products = rank * gramian_product_seconds(jacobian, machine)
             memory += 2 * linearisation_bytes(m, n, itemsize)
         flops += 4 * rank * rank * size
         return Estimate(
             regime=f"SketchSolve(space={space!r})",
-            seconds=flops / machine.flops_per_second,
+            seconds=flops / machine.flops_per_second + products,
             memory_bytes=int(memory),
             detail=f"{self.approximation.label} rank {rank}, approximate direction",
         )
