@@ -42,25 +42,26 @@ ENABLED = True
 HOST_GRAM_MIN_SIZE = 800
 
 
-def _use_host(matrix: Array) -> bool:
+def _host_can_run(dtype) -> bool:
     # Sharded arrays stay with XLA: a host callback would gather them to one device.
-    return (
-        ENABLED
-        and jax.device_count() == 1
-        and np.dtype(matrix.dtype) in _SYRK
-        and 0 not in matrix.shape
-    )
+    return ENABLED and jax.device_count() == 1 and np.dtype(dtype) in _SYRK
+
+
+def _use_host(matrix: Array) -> bool:
+    return _host_can_run(matrix.dtype) and 0 not in matrix.shape
+
+
+def _host_gram_applies(size: int, dtype, min_size: int = HOST_GRAM_MIN_SIZE) -> bool:
+    """Whether a Gram matrix of `size` rows of `dtype` is the host's syrk when the
+    computation runs on a CPU: the one test `lower_product` makes and the cost
+    model prices (`host_gram_used`)."""
+    return _host_can_run(dtype) and size > 0 and size >= min_size
 
 
 def host_gram_used(size: int, platform: str) -> bool:
     """Whether `lower_product` takes the host's syrk for a Gram matrix of `size` rows
     on `platform` (what the cost model prices)."""
-    return (
-        ENABLED
-        and platform == "cpu"
-        and jax.device_count() == 1
-        and size >= HOST_GRAM_MIN_SIZE
-    )
+    return platform == "cpu" and _host_gram_applies(size, np.float64)
 
 
 def _on_cpu(host: Callable, xla: Callable, *args):
@@ -117,7 +118,9 @@ def lower_product(
     runs on a single CPU device and the product has at least `min_size` rows, by
     `xla(matrix, axis)` elsewhere (several devices, a GPU, another dtype, a smaller
     product)."""
-    if not _use_host(matrix) or matrix.shape[axis] < min_size:
+    if 0 in matrix.shape or not _host_gram_applies(
+        matrix.shape[axis], matrix.dtype, min_size
+    ):
         return xla(matrix, axis)
     return _lower_product(matrix, axis, xla)
 
