@@ -11,7 +11,13 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
-from gramsolve._regimes._dense import column_groups, GRAM_BLOCK, lower_gram
+from gramsolve._regimes._dense import (
+    BLOCK_COPIES,
+    BLOCKED_GRAM_COPIES,
+    column_groups,
+    GRAM_BLOCK,
+    lower_gram,
+)
 from gramsolve.bench._breakdown import PHASES, step_breakdown, uncompiled_seconds
 from gramsolve.bench._large import breakdown_table, REFERENCE
 from gramsolve.bench._reference import HandWrittenENGDW
@@ -103,14 +109,16 @@ def _budgeted_dense(residuals, params, gradient, damping, budget):
 
 
 def test_dense_under_a_budget_the_jacobian_exceeds_sums_column_blocks():
-    residuals, params = _problem(hidden=(16, 16), n_interior=200, n_boundary=50)
+    # Six equal hidden layers: blocks of one 16 × 16 layer each hold far less than
+    # the whole Jacobian.
+    residuals, params = _problem(hidden=(16,) * 6, n_interior=200, n_boundary=50)
     jacobian = jacobian_operator(residuals, params)
     m = jacobian.out_size()
     n = jacobian.in_size()
     # The whole Jacobian (twice, while formed) and the Gram matrix with its factor do
-    # not fit; the Gram matrix with one block of 2 leaves' columns does.
-    gram_bytes = 2 * m * m * 8
-    budget = gram_bytes + 2 * m * 8 * 300
+    # not fit; the Gram matrix (its copies) with one block of a layer's columns does.
+    gram_bytes = BLOCKED_GRAM_COPIES * m * m * 8
+    budget = gram_bytes + BLOCK_COPIES * m * 8 * 300
     assert (2 * m * n + 2 * m * m) * 8 > budget
     chunked = gs.Dense("residual", memory_budget=budget)
     blocks = chunked.column_blocks(jacobian, "residual")
@@ -139,10 +147,10 @@ def test_dense_under_a_budget_the_jacobian_exceeds_sums_column_blocks():
 
 
 def test_auto_passes_its_budget_to_dense():
-    residuals, params = _problem(hidden=(16, 16), n_interior=200, n_boundary=50)
+    residuals, params = _problem(hidden=(16,) * 6, n_interior=200, n_boundary=50)
     jacobian = jacobian_operator(residuals, params)
     m = jacobian.out_size()
-    budget = 2 * m * m * 8 + 2 * m * 8 * 300
+    budget = BLOCKED_GRAM_COPIES * m * m * 8 + BLOCK_COPIES * m * 8 * 300
     plan = gs.plan(jacobian, 1e-6, gs.Auto(memory_budget=budget))
     dense = [e for e in plan.estimates if e.regime == "Dense(space='residual')"][0]
     assert "column blocks" in dense.detail and dense.memory_bytes <= budget
