@@ -169,13 +169,13 @@ def sketch_batch_size(operator: lx.AbstractLinearOperator, count: int) -> int:
 
 # The operator whose product was last priced, and the price: a plan prices the same
 # Jacobian for several candidates, and counting its jaxpr takes milliseconds.
-_last_priced: list = [None, 0.0]
+_last_priced: list = [None, None, 0.0]
 
 
 def gramian_product_seconds(
     jacobian: lx.AbstractLinearOperator, machine: Machine
 ) -> float:
-    """Estimated seconds of one Gramian product with `jacobian` ($J^\top u$ then
+    r"""Estimated seconds of one Gramian product with `jacobian` ($J^\top u$ then
     $J v$, one VJP and one JVP): its jaxpr's matrix-product flops, unfused bytes and
     operations (`_jaxpr_cost.jaxpr_cost`), each at the machine's rate. The count
     sees the network's widths, which a cost per Jacobian entry cannot: a product of
@@ -186,8 +186,8 @@ def gramian_product_seconds(
     m, n = jacobian.out_size(), jacobian.in_size()
     if not isinstance(jacobian, JacobianOperator):
         return MATVEC_FLOPS_PER_ENTRY * m * n / machine.flops_per_second
-    cached, seconds = _last_priced
-    if cached is not None and cached() is jacobian:
+    cached, priced_on, seconds = _last_priced
+    if cached is not None and cached() is jacobian and priced_on == machine:
         return seconds
     try:
         vector = jax.tree.map(
@@ -207,7 +207,7 @@ def gramian_product_seconds(
         + cost.operations * machine.seconds_per_operation
     )
     try:
-        _last_priced[:] = [weakref.ref(jacobian), seconds]
+        _last_priced[:] = [weakref.ref(jacobian), machine, seconds]
     except TypeError:  # not weakly referenceable: price it again next time
         pass
     return seconds

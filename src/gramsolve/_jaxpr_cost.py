@@ -1,4 +1,10 @@
-"""The arithmetic and memory traffic of a traced function, counted from its jaxpr."""
+"""The arithmetic and memory traffic of a traced function, counted from its jaxpr.
+
+Not `jax.experimental.roofline`: it counts a `scan`'s body once, whatever its length,
+and residuals evaluated in chunks of points (`PointResidual(chunk_size=...)`) run
+their products in scans; XLA's own cost analysis needs a compiled program, which a
+plan, made while a step is traced, does not have.
+"""
 
 import math
 from collections.abc import Callable

@@ -107,7 +107,7 @@ class AbstractProblem(eqx.Module):
     def _dirichlet_residual(
         self, apply: Apply, params: PyTree[Array], x: Float[Array, " dim"]
     ) -> Scalar:
-        """$u_\theta(x) - u^*(x)$: boundary (and initial) data from the exact solution."""
+        r"""$u_\theta(x) - u^*(x)$: boundary (and initial) data from the exact solution."""
         return apply(params, x) - self.exact_solution(x)
 
     def _check_points(self, points: Mapping[str, Array]) -> dict[str, Array]:
