@@ -183,9 +183,14 @@ def gramian_product_seconds(
     network at 60. For other operators (whose products may be anything), or where
     the jaxpr cannot be traced, `MATVEC_FLOPS_PER_ENTRY` per entry at the
     dense-algebra rate."""
-    m, n = jacobian.out_size(), jacobian.in_size()
+    per_entry = (
+        MATVEC_FLOPS_PER_ENTRY
+        * jacobian.out_size()
+        * jacobian.in_size()
+        / machine.flops_per_second
+    )
     if not isinstance(jacobian, JacobianOperator):
-        return MATVEC_FLOPS_PER_ENTRY * m * n / machine.flops_per_second
+        return per_entry
     cached, priced_on, seconds = _last_priced
     if cached is not None and cached() is jacobian and priced_on == machine:
         return seconds
@@ -200,7 +205,7 @@ def gramian_product_seconds(
             vector,
         )
     except Exception:  # an operator whose products cannot be traced abstractly
-        return MATVEC_FLOPS_PER_ENTRY * m * n / machine.flops_per_second
+        return per_entry
     seconds = (
         cost.matmul_flops / machine.product_flops_per_second
         + cost.bytes / machine.product_bytes_per_second
