@@ -8,9 +8,19 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
+from hypothesis import HealthCheck
 from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
+
+
+# What every property test shares: reproducible examples, and no deadline or speed
+# check (a first example compiles). Files add their own `max_examples`.
+HYPOTHESIS_SETTINGS = dict(
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def init_mlp(key, sizes, dtype=jnp.float64):

@@ -15,12 +15,13 @@ import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 import pytest
-from hypothesis import given, HealthCheck, settings
+from hypothesis import given, settings
 
 import gramsolve as gs
 from helpers import (
     fit_residuals,
     flat,
+    HYPOTHESIS_SETTINGS,
     init_mlp,
     jacobian_operator,
     psd_matrix,
@@ -28,11 +29,7 @@ from helpers import (
 )
 
 
-SETTINGS = dict(
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+SETTINGS = HYPOTHESIS_SETTINGS
 SIZE = 60
 # The sketches of SIZE × SIZE matrices: 3, 6, 12, 24, 48 columns.
 MAX_RANK = 48

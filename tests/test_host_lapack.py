@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, HealthCheck, settings
+from hypothesis import given, settings
 
 import gramsolve as gs
 from gramsolve._regimes._dense import (
@@ -23,14 +23,10 @@ from gramsolve._regimes._host_lapack import (
     lower_cholesky,
     lower_product,
 )
+from helpers import HYPOTHESIS_SETTINGS
 
 
-SETTINGS = dict(
-    deadline=None,
-    derandomize=True,
-    max_examples=20,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+SETTINGS = dict(HYPOTHESIS_SETTINGS, max_examples=20)
 # A few fixed shapes (one compilation each); hypothesis draws the values.
 SHAPES = [(1, 1), (1, 6), (9, 4), (4, 9), (33, 20)]
 TOLERANCE = {jnp.float64: 1e-12, jnp.float32: 2e-5}

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 import pytest
-from hypothesis import given, HealthCheck, settings
+from hypothesis import given, settings
 
 import gramsolve as gs
 from gramsolve._cost import (
@@ -17,14 +17,10 @@ from gramsolve._cost import (
     MATVEC_FLOPS_PER_ENTRY,
 )
 from gramsolve._jaxpr_cost import jaxpr_cost
+from helpers import HYPOTHESIS_SETTINGS, init_mlp, scalar_mlp
 
 
-SETTINGS = dict(
-    deadline=None,
-    derandomize=True,
-    max_examples=15,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+SETTINGS = dict(HYPOTHESIS_SETTINGS, max_examples=15)
 
 
 @settings(**SETTINGS)
@@ -81,20 +77,11 @@ def test_loops_and_branches():
 
 
 def _mlp_residual(widths, points):
-    keys = jax.random.split(jax.random.PRNGKey(0), len(widths))
-    params = [
-        (jax.random.normal(k, (a, b)), jnp.zeros(b))
-        for k, a, b in zip(keys[:-1], widths[:-1], widths[1:], strict=True)
-    ]
-    x = jax.random.normal(keys[-1], (points, widths[0]))
+    params = init_mlp(jax.random.PRNGKey(0), widths)
+    x = jax.random.normal(jax.random.PRNGKey(1), (points, widths[0]))
 
     def residual(p):
-        h = x
-        for i, (weight, bias) in enumerate(p):
-            h = h @ weight + bias[None, :]
-            if i < len(p) - 1:
-                h = jnp.tanh(h)
-        return h[:, 0] - 1.0
+        return jax.vmap(scalar_mlp, (None, 0))(p, x) - 1.0
 
     return residual, params
 

@@ -39,13 +39,13 @@ from hypothesis import given, HealthCheck, note, settings
 from jax.flatten_util import ravel_pytree
 
 import gramsolve as gs
+from helpers import HYPOTHESIS_SETTINGS
 
 
 # Derandomized: the same examples on every run (CI stability); the examples still
 # come from hypothesis's search, including its edge cases (zeros, repeated points).
 SETTINGS = dict(
-    deadline=None,
-    derandomize=True,
+    HYPOTHESIS_SETTINGS,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
