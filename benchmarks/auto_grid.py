@@ -52,12 +52,7 @@ def main() -> None:
     from jax.flatten_util import ravel_pytree
 
     import gramsolve as gs
-    from gramsolve._cost import (
-        current_machine,
-        formed_krylov_seconds,
-        gramian_product_seconds,
-        krylov_seconds,
-    )
+    from gramsolve._cost import current_machine, krylov_solve_seconds
     from gramsolve.bench._large import large_problem_suite
     from gramsolve.bench._timing import interleaved_medians
 
@@ -136,7 +131,6 @@ def main() -> None:
         # predicts (the size-only estimates assume a handful): what the skip rule
         # and the model's error use.
         machine = current_machine(8)
-        product = gramian_product_seconds(jacobian, machine)
         for label, regime in forced.items():
             preconditioner = getattr(regime, "preconditioner", None)
             if label not in estimates or not isinstance(preconditioner, gs.Nystrom):
@@ -145,10 +139,9 @@ def main() -> None:
             iterations = spectrum.at(damping).predicted_iterations(
                 rank, float(np.sqrt(np.finfo(np.float64).eps)), regime.max_steps
             )
-            if regime.materialise:
-                seconds = formed_krylov_seconds(m, n, m, iterations, rank, machine)
-            else:
-                seconds = krylov_seconds(product, m, iterations, rank, machine)
+            seconds = krylov_solve_seconds(
+                jacobian, m, iterations, rank, machine, form=regime.materialise
+            )
             estimates[label] = type(estimates[label])(
                 regime=estimates[label].regime,
                 seconds=seconds,

@@ -276,6 +276,26 @@ def formed_krylov_seconds(
     )
 
 
+def krylov_solve_seconds(
+    jacobian: lx.AbstractLinearOperator,
+    size: int,
+    iterations: int,
+    rank: int,
+    machine: Machine,
+    form: bool,
+) -> float:
+    """Estimated seconds of a Krylov solve with `jacobian` in a `size`-dimensional
+    space: on the Jacobian as a dense matrix when it is formed here (`form`) or by
+    the caller (a `MaterialisedJacobian`), its products then matrix products
+    (`formed_krylov_seconds`); matrix-free otherwise, each product at its counted
+    price (`gramian_product_seconds`, `krylov_seconds`)."""
+    if form or isinstance(jacobian, MaterialisedJacobian):
+        m, n = jacobian.out_size(), jacobian.in_size()
+        return formed_krylov_seconds(m, n, size, iterations, rank, machine, form=form)
+    product = gramian_product_seconds(jacobian, machine)
+    return krylov_seconds(product, size, iterations, rank, machine)
+
+
 def format_bytes(count: int | float) -> str:
     # Binary units, named as such: 10**11 bytes is 93.1 GiB.
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

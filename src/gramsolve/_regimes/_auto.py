@@ -16,9 +16,7 @@ from .._cost import (
     DEFAULT_BUDGET_FRACTION,
     format_bytes,
     format_seconds,
-    formed_krylov_seconds,
-    gramian_product_seconds,
-    krylov_seconds,
+    krylov_solve_seconds,
 )
 from .._effective_dimension import EffectiveDimension
 from .._materialised_jacobian import MaterialisedJacobian
@@ -300,16 +298,11 @@ class Auto(AbstractRegime):
             return spectrum.predicted_iterations(rank, rtol, self.max_steps)
 
         machine = current_machine(dtype.itemsize)
-        # formed here, or by the caller (its products are matrix products)
-        on_matrix = formed or isinstance(jacobian, MaterialisedJacobian)
-        product = None if on_matrix else gramian_product_seconds(jacobian, machine)
 
         def seconds(rank: int) -> float:
-            if product is None:
-                return formed_krylov_seconds(
-                    m, n, size, iterations(rank), rank, machine, form=formed
-                )
-            return krylov_seconds(product, size, iterations(rank), rank, machine)
+            return krylov_solve_seconds(
+                jacobian, size, iterations(rank), rank, machine, form=formed
+            )
 
         # Past the sketch the prediction stops improving, so no larger rank wins.
         ranks = range(min(max_rank, size, spectrum.rank) + 1)

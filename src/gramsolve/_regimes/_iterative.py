@@ -13,9 +13,7 @@ from jaxtyping import Array, Int, PRNGKeyArray, PyTree
 from .._cg import CG
 from .._cost import (
     current_machine,
-    formed_krylov_seconds,
-    gramian_product_seconds,
-    krylov_seconds,
+    krylov_solve_seconds,
     linearisation_bytes,
     PRECONDITIONED_ITERATIONS,
 )
@@ -538,10 +536,10 @@ class Iterative(AbstractSpaceRegime):
             )
         )
         detail = f"~{iterations} iterations, preconditioner {label}"
+        seconds = krylov_solve_seconds(
+            jacobian, size, iterations, rank, machine, form=forms
+        )
         if forms or isinstance(jacobian, MaterialisedJacobian):
-            seconds = formed_krylov_seconds(
-                m, n, size, iterations, rank, machine, form=forms
-            )
             # The matrix and, while it is formed, its per-point gradients; a
             # Jacobian formed already is the caller's.
             memory = preconditioner + (2 * m * n * itemsize if forms else 0)
@@ -549,8 +547,6 @@ class Iterative(AbstractSpaceRegime):
                 regime = regime[:-1] + ", materialise=True)"
                 detail += ", Jacobian formed"
         else:
-            product = gramian_product_seconds(jacobian, machine)
-            seconds = krylov_seconds(product, size, iterations, rank, machine)
             memory = 2 * linearisation_bytes(m, n, itemsize) + preconditioner
         return Estimate(
             regime=regime,
