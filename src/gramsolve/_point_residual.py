@@ -11,7 +11,7 @@ import jax.tree_util as jtu
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, Float, Inexact, PyTree
 
-from ._misc import ravel_trailing
+from ._misc import ravel_trailing, tree_dtype, tree_size
 from ._residual import AbstractResidual, check_leaf_indices
 
 
@@ -259,8 +259,8 @@ class PointResidual(AbstractResidual):
         # otherwise, as many points at a time as their rows fit ROW_NORMS_BYTES.
         chunk_size = self.chunk_size
         if chunk_size is None:
-            leaves = jtu.tree_leaves(eqx.filter(params, eqx.is_inexact_array))
-            row_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in leaves)
+            arrays = eqx.filter(params, eqx.is_inexact_array)
+            row_bytes = tree_size(arrays) * tree_dtype(arrays).itemsize
             rows = self.output_dim(params) or 1
             chunk_size = max(1, ROW_NORMS_BYTES // max(1, rows * row_bytes))
             if chunk_size >= self.points.shape[0]:

@@ -55,7 +55,7 @@ def _host_gram_applies(size: int, dtype, min_size: int = HOST_GRAM_MIN_SIZE) -> 
     """Whether a Gram matrix of `size` rows of `dtype` is the host's syrk when the
     computation runs on a CPU: the one test `lower_product` makes and the cost
     model prices (`host_gram_used`)."""
-    return _host_can_run(dtype) and size > 0 and size >= min_size
+    return _host_can_run(dtype) and size >= min_size
 
 
 def host_gram_used(size: int, platform: str) -> bool:
